@@ -1,0 +1,65 @@
+"""The fused shaped attention (SDPA + running mean) against the explicit T x T matrix."""
+
+import pytest
+import torch
+
+from blocks import shaped_attention
+from blocks.parts import shaped_attention_matrix, uniform_causal_matrix
+
+B, H, D = 2, 3, 16
+
+
+def random_inputs(T, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(B, H, T, D, generator=g) for _ in range(3))
+    alpha, beta, gamma = (torch.rand(H, generator=g) * 2 - 0.5 for _ in range(3))
+    return q, k, v, alpha, beta, gamma
+
+
+def explicit(q, k, v, alpha, beta, gamma):
+    return shaped_attention_matrix(q, k, alpha, beta, gamma) @ v
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 17, 64, 128, 257])
+def test_fused_equals_explicit_fp32(T):
+    q, k, v, alpha, beta, gamma = random_inputs(T)
+    torch.testing.assert_close(shaped_attention(q, k, v, alpha, beta, gamma), explicit(q, k, v, alpha, beta, gamma),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("T", [1, 17, 257])
+def test_fused_gradients_equal_explicit(T):
+    inputs = [t.requires_grad_() for t in random_inputs(T)]
+    grad_out = torch.randn(B, H, T, D)
+    fused = torch.autograd.grad(shaped_attention(*inputs), inputs, grad_out)
+    reference = torch.autograd.grad(explicit(*inputs), inputs, grad_out)
+    for got, want in zip(fused, reference):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("T", [1, 64, 257])
+def test_fused_bf16_within_bf16_tolerance(T):
+    q, k, v, alpha, beta, gamma = random_inputs(T)
+    q, k, v = (t.bfloat16() for t in (q, k, v))
+    got = shaped_attention(q, k, v, alpha, beta, gamma)
+    assert got.dtype == torch.bfloat16
+    # the reference sees the same bf16-rounded inputs, computed in fp32
+    want = explicit(q.float(), k.float(), v.float(), alpha, beta, gamma)
+    torch.testing.assert_close(got.float(), want, rtol=2e-2, atol=2e-2)
+
+
+def test_uniform_causal_matrix():
+    C = uniform_causal_matrix(4)
+    assert torch.equal(C[2], torch.tensor([1 / 3, 1 / 3, 1 / 3, 0.0]))
+    torch.testing.assert_close(C.sum(dim=-1), torch.ones(4))
+
+
+def test_zero_logits_give_identity():
+    """alpha = beta = gamma = 1 and q = 0: softmax = C, so the matrix is I and the output is v."""
+    T = 33
+    _, k, v, *_ = random_inputs(T)
+    q = torch.zeros_like(k)
+    ones = torch.ones(H)
+    matrix = shaped_attention_matrix(q, k, ones, ones, ones)
+    torch.testing.assert_close(matrix, torch.eye(T).expand(B, H, T, T), rtol=0, atol=1e-6)
+    torch.testing.assert_close(shaped_attention(q, k, v, ones, ones, ones), v, rtol=0, atol=1e-6)
