@@ -1,0 +1,25 @@
+"""
+The block ladder of "Simplifying Transformer Blocks", one removal per file:
+
+    pre_ln -> no_attn_skip -> sas -> sas_p -> sas_p_nonorm
+
+plus two side branches: parallel (GPT-J / PaLM) and no_attn_skip_unshaped, a
+negative control. Every file defines Block(config, layer_idx); its forward is
+the block's equation.
+"""
+
+from . import no_attn_skip, no_attn_skip_unshaped, parallel, pre_ln, sas, sas_p, sas_p_nonorm
+from .parts import shaped_attention
+
+BLOCKS = {
+    "pre_ln": pre_ln.Block,
+    "no_attn_skip": no_attn_skip.Block,
+    "sas": sas.Block,
+    "sas_p": sas_p.Block,
+    "sas_p_nonorm": sas_p_nonorm.Block,
+    "parallel": parallel.Block,
+    "no_attn_skip_unshaped": no_attn_skip_unshaped.Block,
+}
+LADDER = ["pre_ln", "no_attn_skip", "sas", "sas_p", "sas_p_nonorm"]
+
+__all__ = ["BLOCKS", "LADDER", "shaped_attention"]
