@@ -1,0 +1,159 @@
+"""
+A GPT whose block is chosen by name from the ladder of "Simplifying Transformer
+Blocks" (He & Hofmann, ICLR 2024, arXiv 2311.01906). The blocks and their
+parts live in blocks/; this file holds what every variant shares: embeddings,
+the stack of blocks, the final norm, the tied head, and the initialisation.
+
+Where the paper and the official code (bobby-he/simplified_transformers)
+disagree, we follow the code and say so where it matters.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+from blocks import BLOCKS
+from blocks.parts import IdentityPlusLinear, RMSNorm, ShapedAttention
+
+
+@dataclass
+class GPTConfig:
+    block: str = "pre_ln"  # which block of blocks/ every layer uses
+    vocab_size: int = 4097  # the default stdlib BPE: 4096 tokens + <|endoftext|>
+    block_size: int = 128  # context length T (the paper trains at 128)
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    mlp_ratio: int = 4  # MLP width = mlp_ratio * n_embd
+    mlp_gain: float = 0.1  # beta_FF at init in the shaped blocks: O(1/sqrt(depth)), 0.1 at depth 18 (§4.1)
+
+    def __post_init__(self):
+        if self.block not in BLOCKS:
+            raise ValueError(f"unknown block {self.block!r}; valid blocks: {', '.join(BLOCKS)}")
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "mlp_ratio"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) > 0):
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+
+
+class GPT(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        Block = BLOCKS[config.block]
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        # learned positions, as the official code (GPT-2's wpe); the paper's text says sinusoidal
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        # the final norm is a LayerNorm in the official code, kept even in sas_p_nonorm
+        self.ln_f = nn.LayerNorm(config.n_embd)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied, as in GPT-2
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self):
+        """Set the starting value of every tensor in the model. Half of the paper is here.
+
+        tensor                                   init              why
+        wte (= lm_head), wpe                     N(0, 0.02)        App. D.1
+        every nn.Linear weight (QK, MLP, V, P)   N(0, 0.02)        App. D.1; the official code has no
+                                                                   1/sqrt(2 n_layer) scaling of projections
+        every nn.Linear bias (the QK bias)       0
+        RMSNorm / LayerNorm scale, bias          1, 0
+        shaped attention: W_Q and b_Q            0                 logits = 0, so A = C and the attention
+                                                                   matrix alpha I + beta A - gamma C = I (§4.1)
+        shaped attention: dense W_V, W_P         orthogonal        the V-SkipInit baseline (§4.1)
+        first-layer W_V = alpha I + beta dW: dW  0                 starts as the identity (Eq. 6)
+        alpha, beta, gamma (per head; also the   1                 Eq. 5, Eq. 6 as the official code
+          first-layer W_V's alpha, beta)
+        beta_SA, alpha_FF                        1
+        beta_FF                                  config.mlp_gain   downweighted MLP branch (§4.1)
+        """
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, RMSNorm):
+                nn.init.ones_(module.weight)
+            elif isinstance(module, nn.LayerNorm):
+                module.reset_parameters()
+        for module in self.modules():
+            if isinstance(module, ShapedAttention):
+                n_embd = module.c_qk.in_features
+                nn.init.zeros_(module.c_qk.weight[:n_embd])  # W_Q: the first half of the fused QK
+                for gain in (module.alpha, module.beta, module.gamma):
+                    nn.init.ones_(gain)
+                if isinstance(module.c_v, nn.Linear):
+                    nn.init.orthogonal_(module.c_v.weight)
+                    nn.init.orthogonal_(module.c_proj.weight)
+            elif isinstance(module, IdentityPlusLinear):
+                nn.init.zeros_(module.delta.weight)
+                nn.init.ones_(module.alpha)
+                nn.init.ones_(module.beta)
+        for block in self.blocks:  # a block's own parameters (not its parts') are its branch gains
+            for name, gain in block.named_parameters(recurse=False):
+                nn.init.constant_(gain, self.config.mlp_gain if name == "beta_ff" else 1.0)
+
+    def num_params(self, non_embedding=False):
+        """Number of parameters. The head is tied to wte, so it is counted once.
+        With non_embedding=True, the token and position tables are left out."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.wte.weight.numel() + self.wpe.weight.numel()
+        return n
+
+    def flops_per_token(self):
+        """Training FLOPs per token (forward + backward), as in PaLM's appendix B:
+        6 per weight that takes part in a matmul (wpe is a lookup, the tied head is
+        a matmul), plus 12 * n_layer * n_embd * T for the attention scores and sums."""
+        cfg = self.config
+        matmul_weights = sum(p.numel() for p in self.blocks.parameters() if p.dim() >= 2)
+        matmul_weights += self.lm_head.weight.numel()
+        return 6 * matmul_weights + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
+
+    def forward(self, idx, targets=None):
+        B, T = idx.size()
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of length {T} is longer than block_size={self.config.block_size}")
+        pos = torch.arange(T, device=idx.device)  # (T,)
+        x = self.wte(idx) + self.wpe(pos)  # (B, T, C)
+        for block in self.blocks:
+            x = block(x)
+        logits = self.lm_head(self.ln_f(x))  # (B, T, vocab_size)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        return logits, loss
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas=(0.9, 0.999), eps=1e-8, device_type="cpu"):
+        """AdamW with the paper's groups: matrices and embeddings are decayed; gains,
+        norm scales and biases are not (App. D.1; the official code's train_utils).
+        Every tensor with 2 or more dimensions is a matrix or an embedding."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps, fused=device_type == "cuda")
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
+        """Continue the token sequences idx (B, T) by max_new_tokens tokens, sampling
+        from the softmax at the given temperature, optionally only among the top_k
+        most likely tokens. Call model.eval() first; seed with torch.manual_seed."""
+        for _ in range(max_new_tokens):
+            context = idx[:, -self.config.block_size :]  # the model sees at most block_size tokens
+            logits, _ = self(context)
+            logits = logits[:, -1, :] / temperature  # (B, vocab_size)
+            if top_k is not None:
+                kth_best = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+                logits = logits.masked_fill(logits < kth_best, float("-inf"))
+            next_token = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)  # (B, 1)
+            idx = torch.cat((idx, next_token), dim=1)
+        return idx

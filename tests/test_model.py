@@ -1,0 +1,241 @@
+"""The model and every block of the ladder, at tiny sizes on the CPU."""
+
+import math
+
+import pytest
+import torch
+
+from blocks import BLOCKS, LADDER
+from blocks.parts import ShapedAttention, shaped_attention_matrix
+from model import GPT, GPTConfig
+
+TINY = dict(vocab_size=64, block_size=16, n_layer=3, n_head=2, n_embd=32)
+
+
+def tiny_model(block, seed=0, **overrides):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(block=block, **{**TINY, **overrides}))
+
+
+def random_tokens(batch=4, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, TINY["vocab_size"], (batch, TINY["block_size"]), generator=g)
+
+
+def test_ladder_is_a_subset_of_blocks():
+    assert LADDER == ["pre_ln", "no_attn_skip", "sas", "sas_p", "sas_p_nonorm"]
+    assert set(BLOCKS) == set(LADDER) | {"parallel", "no_attn_skip_unshaped"}
+
+
+def test_unknown_block_lists_the_valid_names():
+    with pytest.raises(ValueError, match="unknown block 'sasp'.*pre_ln.*sas_p_nonorm"):
+        GPTConfig(block="sasp")
+
+
+@pytest.mark.parametrize("bad", [dict(n_embd=30, n_head=4), dict(n_layer=0), dict(vocab_size=-1), dict(n_head=2.0)])
+def test_impossible_configs_raise_at_construction(bad):
+    with pytest.raises(ValueError):
+        GPTConfig(**{**TINY, **bad})
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_forward_backward_shapes(block):
+    model = tiny_model(block)
+    idx = random_tokens()
+    logits, loss = model(idx, idx)
+    assert logits.shape == (*idx.shape, TINY["vocab_size"])
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.shape == p.shape, name
+        assert torch.isfinite(p.grad).all(), name
+
+
+def test_too_long_sequence_is_refused():
+    with pytest.raises(ValueError, match="block_size"):
+        tiny_model("pre_ln")(torch.zeros(1, TINY["block_size"] + 1, dtype=torch.long))
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_causal(block):
+    """Changing token t leaves the logits at positions before t unchanged."""
+    model = tiny_model(block)
+    # trained-looking weights: at init W_Q = 0 in the shaped blocks, which would hide a leak
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    idx = random_tokens(batch=1)
+    t = 9
+    changed = idx.clone()
+    changed[0, t] = (idx[0, t] + 1) % TINY["vocab_size"]
+    before, _ = model(idx)
+    after, _ = model(changed)
+    torch.testing.assert_close(before[:, :t], after[:, :t], rtol=0, atol=1e-6)
+    assert not torch.allclose(before[:, t:], after[:, t:])
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_loss_at_init_is_close_to_uniform(block):
+    idx = random_tokens()
+    _, loss = tiny_model(block, vocab_size=512)(torch.randint(0, 512, idx.shape), torch.randint(0, 512, idx.shape))
+    assert abs(loss.item() - math.log(512)) < 0.05
+
+
+def final_loss_on_one_batch(model, steps=150):
+    idx = random_tokens(batch=2)
+    optimizer = model.configure_optimizers(weight_decay=0.0, learning_rate=1e-2)
+    for _ in range(steps):
+        _, loss = model(idx[:, :-1], idx[:, 1:])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return loss.item()
+
+
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b != "no_attn_skip_unshaped"])
+def test_overfits_one_batch(block):
+    assert final_loss_on_one_batch(tiny_model(block)) < 0.1
+
+
+def test_unshaped_control_overfits_only_when_shallow():
+    """Without the skip and without shaping, depth breaks training (rank collapse, §4.1):
+    one layer memorises the batch, three layers cannot in the same budget, and the same
+    three layers with shaped attention (no_attn_skip) can."""
+    assert final_loss_on_one_batch(tiny_model("no_attn_skip_unshaped", n_layer=1)) < 0.1
+    assert final_loss_on_one_batch(tiny_model("no_attn_skip_unshaped", n_layer=3)) > 1.0
+
+
+def attention_input_and_output(model, layer):
+    """The normalised input H of a block's attention and the attention's output ShA(H)."""
+    captured = {}
+    attn = model.blocks[layer].attn
+    handle = attn.register_forward_hook(lambda m, args, out: captured.update(h=args[0], out=out))
+    model(random_tokens())
+    handle.remove()
+    return captured["h"], captured["out"]
+
+
+@pytest.mark.parametrize("block", ["sas", "sas_p", "sas_p_nonorm"])
+@pytest.mark.parametrize("layer", [0, 2])  # layer 0 has the trainable W_V = alpha I + beta dW
+def test_shaped_attention_sub_block_is_identity_at_init(block, layer):
+    h, out = attention_input_and_output(tiny_model(block), layer)
+    torch.testing.assert_close(out, h, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("block", ["no_attn_skip", "sas", "sas_p", "sas_p_nonorm"])
+def test_attention_matrix_is_identity_at_init(block):
+    model = tiny_model(block)
+    attn = model.blocks[1].attn
+    assert isinstance(attn, ShapedAttention)
+    h, _ = attention_input_and_output(model, layer=1)
+    B, T, C = h.shape
+    q, k = (t.view(B, T, 2, C // 2).transpose(1, 2) for t in attn.c_qk(h).split(C, dim=2))
+    assert torch.count_nonzero(q) == 0  # W_Q and b_Q start at zero
+    matrix = shaped_attention_matrix(q, k, attn.alpha, attn.beta, attn.gamma)
+    torch.testing.assert_close(matrix, torch.eye(T).expand(B, 2, T, T), rtol=0, atol=1e-6)
+
+
+def test_no_attn_skip_has_orthogonal_dense_values():
+    attn = tiny_model("no_attn_skip").blocks[1].attn
+    for w in (attn.c_v.weight, attn.c_proj.weight):
+        torch.testing.assert_close(w @ w.T, torch.eye(w.size(0)), rtol=0, atol=1e-5)
+
+
+def test_init_weights_sets_every_tensor():
+    """Every starting value comes from GPT.init_weights: wipe all tensors, re-init, compare."""
+    for block in BLOCKS:
+        model = tiny_model(block)
+        torch.manual_seed(3)
+        model.init_weights()
+        first = {k: v.clone() for k, v in model.state_dict().items()}
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(float("nan"))
+        torch.manual_seed(3)
+        model.init_weights()
+        for name, value in model.state_dict().items():
+            torch.testing.assert_close(value, first[name], msg=f"{block}: {name}")
+
+
+def test_gains_start_at_the_paper_values():
+    model = tiny_model("sas", mlp_gain=0.2)
+    block = model.blocks[0]
+    assert (block.beta_sa.item(), block.alpha_ff.item(), block.beta_ff.item()) == (1.0, 1.0, pytest.approx(0.2))
+    for gain in (block.attn.alpha, block.attn.beta, block.attn.gamma):
+        assert torch.equal(gain, torch.ones(TINY["n_head"]))
+
+
+def expected_num_params(block, V, T, d, H, L, r=4):
+    """The parameter count from the block definitions, by hand."""
+    embeddings = V * d + T * d  # wte (tied to the head) + wpe
+    final_norm = 2 * d  # LayerNorm scale and bias
+    qk = 2 * d * d + 2 * d  # fused W_Q, W_K with bias
+    mlp = 2 * r * d * d
+    dense_vp = 2 * d * d
+    shaped_gains = 3 * H  # alpha, beta, gamma per head
+    first_layer_value = d * d + 2  # dW, alpha_V, beta_V
+    per_layer = {
+        "pre_ln": qk + dense_vp + mlp + 2 * d,
+        "parallel": qk + dense_vp + mlp + d,
+        "no_attn_skip_unshaped": qk + dense_vp + mlp + 2 * d,
+        "no_attn_skip": qk + dense_vp + mlp + 2 * d + shaped_gains + 3,
+        "sas": qk + mlp + 2 * d + shaped_gains + 3,
+        "sas_p": qk + mlp + d + shaped_gains + 2,
+        "sas_p_nonorm": qk + mlp + shaped_gains + 2,
+    }[block]
+    extra = {"sas": first_layer_value, "sas_p": first_layer_value,
+             "sas_p_nonorm": first_layer_value + 2 * d}.get(block, 0)  # + the entry LayerNorm
+    return embeddings + final_norm + L * per_layer + extra
+
+
+PAPER_SHAPE = dict(vocab_size=50257, block_size=128, n_embd=768, n_head=12, n_layer=18)
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_num_params_matches_formula(block):
+    assert tiny_model(block).num_params() == expected_num_params(block, 64, 16, 32, 2, 3)
+    with torch.device("meta"):  # shapes only: no memory, no init cost
+        model = GPT(GPTConfig(block=block, **PAPER_SHAPE))
+    assert model.num_params() == expected_num_params(block, 50257, 128, 768, 12, 18)
+
+
+def test_sas_saves_about_12_percent_at_paper_shape():
+    """Paper: 146M vs 167M (their count includes 1024 learned positions; we keep T = 128)."""
+    pre_ln, sas = (expected_num_params(b, 50257, 128, 768, 12, 18) for b in ("pre_ln", "sas"))
+    assert 1 - sas / pre_ln == pytest.approx(0.124, abs=0.001)
+    assert pre_ln / 1e6 == pytest.approx(167 - (1024 - 128) * 768 / 1e6, abs=1)
+    assert sas / 1e6 == pytest.approx(146 - (1024 - 128) * 768 / 1e6, abs=1)
+
+
+def test_weight_decay_groups():
+    model = tiny_model("sas")
+    decayed, undecayed = model.configure_optimizers(weight_decay=0.1, learning_rate=1e-3).param_groups
+    assert decayed["weight_decay"] == 0.1 and undecayed["weight_decay"] == 0.0
+    ids = lambda params: {id(p) for p in params}
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed_names = {names[i] for i in ids(decayed["params"])}
+    undecayed_names = {names[i] for i in ids(undecayed["params"])}
+    assert {"wte.weight", "wpe.weight", "blocks.0.attn.c_qk.weight", "blocks.0.attn.c_v.delta.weight",
+            "blocks.1.mlp.c_fc.weight", "blocks.1.mlp.c_proj.weight"} <= decayed_names
+    assert {"blocks.0.beta_sa", "blocks.0.alpha_ff", "blocks.0.beta_ff", "blocks.0.attn.alpha",
+            "blocks.0.attn.beta", "blocks.0.attn.gamma", "blocks.0.attn.c_v.alpha", "blocks.0.attn.c_v.beta",
+            "blocks.0.ln_1.weight", "blocks.0.attn.c_qk.bias", "ln_f.weight", "ln_f.bias"} <= undecayed_names
+    assert len(decayed_names) + len(undecayed_names) == len(names)
+
+
+def test_seeded_generate_is_deterministic():
+    model = tiny_model("sas_p").eval()
+    prompt = random_tokens(batch=2)[:, :4]
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(42)
+        runs.append(model.generate(prompt, max_new_tokens=20, temperature=0.9, top_k=10))
+    assert runs[0].shape == (2, 24)
+    assert torch.equal(runs[0], runs[1])
+    assert torch.equal(runs[0][:, :4], prompt)
+
+
+def test_flops_per_token_counts_matmul_weights():
+    model = tiny_model("pre_ln")
+    cfg = model.config
+    matmul = cfg.n_layer * (4 * cfg.n_embd**2 + 8 * cfg.n_embd**2) + cfg.vocab_size * cfg.n_embd
+    assert model.flops_per_token() == 6 * matmul + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
