@@ -1,0 +1,362 @@
+"""
+Build a nanoSAS dataset, offline: token ids on disk plus the tokenizer that made them.
+
+    python data/prepare.py                                # Python's standard library -> data/stdlib/
+    python data/prepare.py --source=~/code --patterns=*.py,*.md   # your own files -> data/code/
+    python data/prepare.py --tokenizer=gpt2               # GPT-2's vocabulary instead of a new BPE
+    python data/prepare.py --codeparrot=20000             # the paper's data (needs `datasets`, network)
+
+The paper trains on CodeParrot (Python from GitHub). The standard library of the running
+interpreter is Python code too, and it is on every machine, so it is the default corpus.
+
+A dataset folder holds train.bin / val.bin (uint16 token ids, each document followed by
+<|endoftext|>), tokenizer.tiktoken + tokenizer.json, and manifest.json (every file with its size,
+sha256 and split, the settings, the token counts). It is built in a temporary folder beside the
+target and renamed into place at the end, so a failed run never leaves a half-written dataset.
+"""
+import argparse
+import fnmatch
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import sysconfig
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+if __package__ in (None, ""):  # run as `python data/prepare.py`: make the `data` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from data.bpe import (GPT2_PATTERN, META_FILE, RANKS_FILE, DataError, gpt2_ranks, make_encoding,
+                      save_tokenizer, train_bpe)
+
+DATA_DIR = Path(__file__).resolve().parent
+FORMAT = "nanosas-dataset-1"
+MANIFEST = "manifest.json"
+SPLITS = ("train", "val")
+ALWAYS_EXCLUDED = ["__pycache__", "site-packages", "dist-packages"]  # hidden folders are skipped too
+STDLIB_TESTS = ["test", "tests", "idle_test"]
+STDLIB_CODECS = ["encodings", "pydoc_data"]  # codec tables, and one huge string of help text: poor text
+MIN_VOCAB, MAX_VOCAB = 257, 65535  # 256 bytes + at least one merge; ids, up to eot = vocab_size, are uint16
+
+
+@dataclass
+class Document:
+    path: str  # relative path (posix): the document's identity, and what decides its split
+    text: str
+    split: str
+
+
+def split_of(path, val_fraction):
+    """'val' or 'train', from a hash of the relative path alone: adding, removing or reordering
+    other files never moves this one to the other split."""
+    h = int.from_bytes(hashlib.sha256(path.encode("utf-8")).digest()[:8], "big")
+    return "val" if h < val_fraction * 2**64 else "train"
+
+
+def list_files(root, patterns, excluded):
+    """Files under root whose name matches one of the patterns, skipping excluded and hidden folders."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in excluded and not d.startswith(".")]
+        found += [Path(dirpath, f) for f in filenames
+                  if not f.startswith(".") and any(fnmatch.fnmatch(f, p) for p in patterns)]
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())  # never walk order
+
+
+def read_files(root, files, val_fraction):
+    """Decode the files as UTF-8 into Documents; skip and count empty, binary and undecodable ones."""
+    docs, skipped = [], Counter()
+    for file in tqdm(files, desc="reading", unit=" files"):
+        raw = file.read_bytes()
+        if not raw:
+            skipped["empty"] += 1
+        elif b"\0" in raw:  # text files never contain NUL bytes
+            skipped["binary"] += 1
+        else:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                skipped["undecodable"] += 1
+                continue
+            path = file.relative_to(root).as_posix()
+            docs.append(Document(path, text, split_of(path, val_fraction)))
+    return docs, skipped
+
+
+def describe(doc):
+    """The manifest's entry for one document."""
+    data = doc.text.encode("utf-8")
+    return {"path": doc.path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            "split": doc.split}
+
+
+def counts_text(counter):
+    """Counter({'binary': 2, 'empty': 1}) -> '2 binary, 1 empty'"""
+    return ", ".join(f"{n} {what}" for what, n in sorted(counter.items()))
+
+
+def read_codeparrot(n_docs, val_fraction):
+    """Stream the first n_docs of the paper's training set (HF course's CodeParrot-ds), and
+    n_docs * val_fraction documents of its validation set. Needs `datasets` and network access."""
+    try:
+        import datasets
+    except ImportError:
+        raise DataError("codeparrot needs network and the `datasets` package: pip install datasets") from None
+    n_val = max(1, round(n_docs * val_fraction))
+    docs = []
+    for split, repo, hub_split, n in [("train", "huggingface-course/codeparrot-ds-train", "train", n_docs),
+                                      ("val", "huggingface-course/codeparrot-ds-valid", "validation", n_val)]:
+        stream = datasets.load_dataset(repo, split=hub_split, streaming=True).take(n)
+        for i, row in enumerate(tqdm(stream, total=n, desc=f"codeparrot {split}", unit=" docs")):
+            docs.append(Document(f"{split}/{i}/{row['repo_name']}/{row['path']}", row["content"], split))
+    return docs
+
+
+def check_settings(source, patterns, tokenizer, vocab_size, val_fraction, include_codecs, codeparrot):
+    """Validate the options; return them as the dict the manifest stores (and re-runs compare)."""
+    if tokenizer not in ("bpe", "gpt2"):
+        raise DataError(f"unknown tokenizer {tokenizer!r}; choose bpe or gpt2")
+    if tokenizer == "bpe" and not MIN_VOCAB <= vocab_size <= MAX_VOCAB:
+        raise DataError(f"vocab_size={vocab_size} is out of range; choose {MIN_VOCAB}..{MAX_VOCAB} "
+                        "(256 byte tokens + at least one merge, and ids are stored as uint16)")
+    if not 0 < val_fraction < 1:
+        raise DataError(f"val_fraction={val_fraction} must be between 0 and 1, e.g. 0.05")
+    if codeparrot < 0:
+        raise DataError(f"codeparrot={codeparrot} must be a number of documents (0: off)")
+    if codeparrot and source is not None:
+        raise DataError("--codeparrot and --source exclude each other; pass only one of them")
+    if include_codecs and (source is not None or codeparrot):
+        raise DataError("include_codecs only applies to the default source, the standard library")
+    if codeparrot:
+        source, patterns, excluded = "huggingface-course/codeparrot-ds", None, None
+    elif source is None:
+        source = sysconfig.get_paths()["stdlib"]
+        excluded = ALWAYS_EXCLUDED + STDLIB_TESTS + ([] if include_codecs else STDLIB_CODECS)
+    else:
+        source, excluded = Path(source).expanduser().resolve(), ALWAYS_EXCLUDED
+        if not source.is_dir():
+            raise DataError(f"source folder {source} does not exist; pass --source=DIR, a folder of text")
+    if patterns is not None and not patterns:
+        raise DataError("no file patterns given; pass e.g. --patterns=*.py,*.md")
+    return {"source": str(source), "patterns": patterns, "excluded": excluded, "tokenizer": tokenizer,
+            "vocab_size": vocab_size if tokenizer == "bpe" else None, "val_fraction": val_fraction,
+            "codeparrot": codeparrot}
+
+
+def load_manifest(data_dir):
+    """Read a dataset's manifest and check that its token files are all there, at full length."""
+    path = Path(data_dir) / MANIFEST
+    if not path.is_file():
+        raise DataError(f"no dataset in {data_dir}; build it with `python data/prepare.py`")
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError:
+        manifest = {}
+    rebuild = "rebuild it with `python data/prepare.py --force` and the options it was built with"
+    if manifest.get("format") != FORMAT:
+        raise DataError(f"{path} is not a nanoSAS dataset manifest; {rebuild}")
+    for split in SPLITS:
+        bin_path, size = Path(data_dir) / f"{split}.bin", 2 * manifest["tokens"][split]
+        if not bin_path.is_file() or bin_path.stat().st_size != size:
+            raise DataError(f"{bin_path} is missing or truncated; {rebuild}")
+    return manifest
+
+
+def existing_manifest(out_dir, force):
+    """The manifest of the dataset already in out_dir, or None if there is nothing to keep.
+    Refuses (even with force) to replace a folder that holds anything but a dataset."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir} is a file; choose another --name or --out")
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return None
+    if not (out_dir / MANIFEST).is_file():
+        raise DataError(f"{out_dir} holds files that are not a dataset; choose another --name or --out")
+    return None if force else load_manifest(out_dir)
+
+
+def prepare(out_dir, source=None, patterns=("*.py",), tokenizer="bpe", vocab_size=4096, val_fraction=0.05,
+            include_codecs=False, force=False, codeparrot=0):
+    """Build the dataset in out_dir (or confirm that it is up to date) and return its path.
+
+    source: folder to read; default: this interpreter's standard library without its tests, and
+        without its codec tables and pydoc_data unless include_codecs.
+    patterns: file-name patterns to read, a list or a comma-separated string.
+    tokenizer: "bpe" trains a byte-level BPE of vocab_size tokens (+ <|endoftext|>) on the train
+        split; "gpt2" uses GPT-2's vocabulary if it is available offline.
+    codeparrot: stream that many CodeParrot documents instead of reading a folder.
+    Raises DataError (one line, saying what to do) on bad input, or if GPT-2's vocabulary is
+    missing; out_dir is then left as it was.
+    """
+    start = time.time()
+    out_dir = Path(out_dir)
+    if isinstance(patterns, str):
+        patterns = [p for p in patterns.split(",") if p]
+    settings = check_settings(source, list(patterns), tokenizer, vocab_size, val_fraction, include_codecs,
+                              codeparrot)
+    existing = existing_manifest(out_dir, force)
+    if existing is not None and existing["settings"] != settings:
+        changed = ", ".join(f"{key}: {existing['settings'].get(key)!r} there, {value!r} now"
+                            for key, value in settings.items() if existing["settings"].get(key) != value)
+        raise DataError(f"{out_dir} was built with other settings ({changed}); "
+                        "pass --force to replace it, or choose another --name")
+
+    docs, skipped = read_corpus(settings)
+    files_list = [describe(doc) for doc in docs]
+    corpus_sha256 = hashlib.sha256(json.dumps(files_list, sort_keys=True).encode()).hexdigest()
+    if existing is not None:
+        if existing["corpus_sha256"] != corpus_sha256:
+            raise DataError(f"the source files changed since {out_dir} was built; "
+                            "pass --force to rebuild it, or choose another --name")
+        print(f"{out_dir} is up to date (fingerprint {existing['fingerprint']}); --force rebuilds it")
+        return out_dir
+
+    tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")  # beside out_dir, so rename is atomic
+    shutil.rmtree(tmp_dir, ignore_errors=True)  # left over by a killed run that had the same pid
+    tmp_dir.mkdir(parents=True)
+    try:
+        manifest = write_dataset(tmp_dir, docs, files_list, skipped, settings, corpus_sha256)
+        move_into_place(tmp_dir, out_dir)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)  # a failed run leaves nothing behind
+    print_summary(out_dir, manifest, time.time() - start)
+    return out_dir
+
+
+def read_corpus(settings):
+    """The documents, each with its split, and the counts of skipped files; DataError if unusable."""
+    if settings["codeparrot"]:
+        return read_codeparrot(settings["codeparrot"], settings["val_fraction"]), Counter()
+    source, patterns = settings["source"], ",".join(settings["patterns"])
+    files = list_files(source, settings["patterns"], settings["excluded"])
+    if not files:
+        raise DataError(f"no files matching {patterns} in {source}; pass another --source or --patterns")
+    docs, skipped = read_files(source, files, settings["val_fraction"])
+    if not docs:
+        raise DataError(f"none of the {len(files)} files matching {patterns} in {source} is UTF-8 text "
+                        f"({counts_text(skipped)}); pass another --source or --patterns")
+    if skipped["binary"] or skipped["undecodable"]:
+        print(f"warning: skipped {skipped['binary']} binary and {skipped['undecodable']} undecodable "
+              "(not UTF-8) files; convert them to UTF-8 to include them", file=sys.stderr)
+    n_val = sum(doc.split == "val" for doc in docs)
+    if n_val == 0 or n_val == len(docs):
+        empty, advice = ("validation", "a larger") if n_val == 0 else ("training", "a smaller")
+        raise DataError(f"no file landed in the {empty} split ({len(docs)} files, val_fraction="
+                        f"{settings['val_fraction']}); use {advice} --val_fraction or more files")
+    return docs, skipped
+
+
+def write_dataset(tmp_dir, docs, files_list, skipped, settings, corpus_sha256):
+    """Make the tokenizer, encode every document into tmp_dir/{train,val}.bin, write the manifest
+    (last, so its presence means the rest is complete) and return it."""
+    if settings["tokenizer"] == "bpe":  # trained on the train split only, so val stays unseen
+        ranks = train_bpe([doc.text for doc in docs if doc.split == "train"], settings["vocab_size"])
+        if len(ranks) < settings["vocab_size"]:
+            print(f"warning: the training split only has enough distinct pairs for {len(ranks)} tokens, "
+                  f"not {settings['vocab_size']}; add files or lower --vocab_size", file=sys.stderr)
+    else:
+        ranks = gpt2_ranks()
+    tokenizer = save_tokenizer(tmp_dir, settings["tokenizer"], ranks, GPT2_PATTERN,
+                               corpus_sha256 if settings["tokenizer"] == "bpe" else None)
+    enc = make_encoding(settings["tokenizer"], ranks, GPT2_PATTERN)
+
+    ids = {split: [] for split in SPLITS}
+    for doc in tqdm(docs, desc="encoding", unit=" docs"):
+        ids[doc.split].append(np.array(enc.encode_ordinary(doc.text) + [enc.eot_token], dtype=np.uint16))
+    fingerprint = hashlib.sha256((tmp_dir / RANKS_FILE).read_bytes() + (tmp_dir / META_FILE).read_bytes())
+    for split in SPLITS:
+        tokens = np.concatenate(ids[split])
+        tokens.tofile(tmp_dir / f"{split}.bin")
+        fingerprint.update(tokens.tobytes())
+    manifest = {
+        "format": FORMAT,
+        "fingerprint": fingerprint.hexdigest()[:16],  # identifies the token streams + tokenizer
+        "settings": settings,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "tokenizer": tokenizer,
+        "corpus_sha256": corpus_sha256,
+        "documents": {split: len(ids[split]) for split in SPLITS},
+        "bytes": {split: sum(f["size"] for f in files_list if f["split"] == split) for split in SPLITS},
+        "tokens": {split: sum(map(len, ids[split])) for split in SPLITS},
+        "skipped": dict(skipped),
+        "files": files_list,
+    }
+    (tmp_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def move_into_place(tmp_dir, out_dir):
+    """Rename the finished tmp_dir to out_dir: readers see the old dataset or the new one, never a mix."""
+    old = tmp_dir.with_name(tmp_dir.name + "-old")
+    if out_dir.exists():
+        out_dir.rename(old)
+    tmp_dir.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def print_summary(out_dir, manifest, seconds):
+    settings, tok = manifest["settings"], manifest["tokenizer"]
+    what = f"{', '.join(settings['patterns'])} files" if settings["patterns"] else "documents"
+    print(f"dataset {out_dir} from {settings['source']} ({what}), built in {seconds:.1f} s")
+    print(f"  tokenizer {tok['name']}: {tok['n_vocab']} ids, <|endoftext|> = {tok['n_vocab'] - 1}")
+    for split in SPLITS:
+        docs, tokens = manifest["documents"][split], manifest["tokens"][split]
+        bytes_per_token = manifest["bytes"][split] / (tokens - docs)  # without the <|endoftext|> separators
+        print(f"  {split:5s} {docs:6d} docs {manifest['bytes'][split] / 1e6:7.2f} MB {tokens:10,d} tokens "
+              f"{bytes_per_token:5.2f} bytes/token")
+    if manifest["skipped"]:
+        print(f"  skipped {counts_text(manifest['skipped'])} files")
+    print(f"  fingerprint {manifest['fingerprint']}")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints the whole usage first; one line is easier to read
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def main(argv=None):
+    parser = OneLineParser(description="Build a nanoSAS dataset (token ids + tokenizer), offline.",
+                           allow_abbrev=False)
+    add = parser.add_argument
+    add("--source", help="folder to read; hidden folders, __pycache__ and site-packages are skipped "
+                         "(default: this Python's standard library, without its tests)")
+    add("--patterns", default="*.py", help="comma-separated file-name patterns (default: %(default)s)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--name", help="dataset folder in data/ (default: stdlib, codeparrot or the --source "
+                                      "folder's name)")
+    where.add_argument("--out", help="dataset folder anywhere, instead of --name")
+    add("--tokenizer", default="bpe", choices=["bpe", "gpt2"],
+        help="bpe: train a small BPE on the train split; gpt2: GPT-2's vocabulary (default: %(default)s)")
+    add("--vocab_size", type=int, default=4096,
+        help=f"BPE tokens, <|endoftext|> excluded, {MIN_VOCAB}..{MAX_VOCAB} (default: %(default)s)")
+    add("--val_fraction", type=float, default=0.05,
+        help="share of files, picked by path hash, in the validation split (default: %(default)s)")
+    add("--include_codecs", action="store_true",
+        help="keep the standard library's encodings/ and pydoc_data/ (default: off)")
+    add("--force", action="store_true", help="replace an existing dataset built differently (default: off)")
+    add("--codeparrot", type=int, default=0,
+        help="stream this many CodeParrot documents instead; needs `datasets` and network (default: off)")
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        flags = " ".join(f"--{name}" for name in vars(args))
+        parser.error(f"unknown argument(s) {' '.join(unknown)}; valid flags: {flags}")
+
+    name = args.name or ("codeparrot" if args.codeparrot else Path(args.source).expanduser().resolve().name
+                         if args.source else "stdlib")
+    out_dir = Path(args.out) if args.out else DATA_DIR / name
+    try:
+        prepare(out_dir, source=args.source, patterns=args.patterns, tokenizer=args.tokenizer,
+                vocab_size=args.vocab_size, val_fraction=args.val_fraction,
+                include_codecs=args.include_codecs, force=args.force, codeparrot=args.codeparrot)
+    except (DataError, OSError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

