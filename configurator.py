@@ -1,0 +1,107 @@
+"""
+nanoGPT-style settings for train.py, sample.py, bench.py and compare.py:
+
+    python train.py [config/file.py ...] [--key=value ...]
+
+The settings are the fields of a dataclass, each made with setting(): a default,
+a one-line help and, where only a few values make sense, the choices. A config
+file is plain Python that assigns settings; it sees the settings chosen so far
+(config/paper.py picks its learning rate from `block`), and --key=value flags
+always win over config files; names starting with _ are a file's own helpers.
+Anything unknown or of the wrong type is refused with a one-line error.
+"""
+
+import ast
+import dataclasses
+import difflib
+
+
+class ConfigError(ValueError):
+    """A setting the user gave that cannot work; the message says how to fix it."""
+
+
+def setting(default, help, choices=None):
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+def usage(cls, program):
+    lines = [f"usage: python {program} [config_file.py ...] [--key=value ...]", ""]
+    for f in dataclasses.fields(cls):
+        choices = f" (one of: {', '.join(map(str, f.metadata['choices']))})" if f.metadata["choices"] else ""
+        lines.append(f"  --{f.name}={f.default}".ljust(34) + f" {f.metadata['help']}{choices}")
+    return "\n".join(lines)
+
+
+def parse_value(f, text):
+    kind = type(f.default)
+    try:
+        if kind is bool:
+            return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}[text.lower()]
+        return kind(text)
+    except (KeyError, ValueError):
+        expected = {bool: "true or false", int: "an integer", float: "a number"}.get(kind, "a string")
+        raise ConfigError(f"--{f.name}={text}: expected {expected}") from None
+
+
+def check_value(f, value, source):
+    kind = type(f.default)
+    if not (isinstance(value, kind) or (kind is float and type(value) is int)) or (kind is int and type(value) is bool):
+        raise ConfigError(f"{source} sets {f.name}={value!r}, but it must be of type {kind.__name__}")
+    choices = f.metadata["choices"]
+    if choices and value not in choices:
+        raise ConfigError(f"{f.name}={value!r} is not valid; choose one of: {', '.join(map(str, choices))}")
+    return kind(value)
+
+
+def unknown(name, fields, source):
+    close = difflib.get_close_matches(name, fields, n=1)
+    hint = f"did you mean --{close[0]}? " if close else ""
+    return ConfigError(f"{source}: unknown setting {name!r}; {hint}valid settings: {', '.join(fields)}")
+
+
+def parse_config(cls, argv, program):
+    """Build cls from argv. Returns (config, the names the user set explicitly).
+    With -h or --help, prints every setting with its default and help, and exits."""
+    if "-h" in argv or "--help" in argv:
+        print(usage(cls, program))
+        raise SystemExit(0)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    flags, files = {}, []
+    for arg in argv:
+        if arg.startswith("--"):
+            name, has_value, text = arg[2:].partition("=")
+            if name not in fields:
+                raise unknown(name, fields, arg)
+            if not has_value and type(fields[name].default) is not bool:
+                raise ConfigError(f"{arg} needs a value: --{name}=...")
+            flags[name] = parse_value(fields[name], text) if has_value else True
+        elif arg.endswith(".py"):
+            files.append(arg)
+        else:
+            raise ConfigError(f"cannot read argument {arg!r}: give config files (*.py) and --key=value settings")
+
+    values = {name: f.default for name, f in fields.items()} | flags
+    explicit = set(flags)
+    for path in files:
+        try:
+            with open(path) as file:
+                tree = ast.parse(file.read(), path)
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        namespace = dict(values)
+        exec(compile(tree, path, "exec"), namespace)
+        assigned = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        for name in sorted(assigned):
+            if name.startswith("_"):  # a config file's own helper variables
+                continue
+            if name not in fields:
+                raise unknown(name, fields, path)
+            values[name] = check_value(fields[name], namespace[name], path)
+            explicit.add(name)
+        values |= flags  # flags win over config files
+    for name, value in values.items():
+        check_value(fields[name], value, f"--{name}")
+    try:
+        return cls(**values), explicit
+    except ValueError as e:  # the dataclass's own checks, in __post_init__
+        raise ConfigError(str(e)) from None
