@@ -1,0 +1,75 @@
+"""
+Generate text from a trained checkpoint, decoded with its dataset's own tokenizer.
+
+    python sample.py                                   # from out/pre_ln/ckpt.pt
+    python sample.py --block=sas_p --prompt="def fib(n):" --num_samples=3
+    python sample.py --out_dir=out/mine --prompt=FILE:prompt.py --temperature=0.5
+"""
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from configurator import ConfigError, parse_config, setting
+from data.bpe import DataError, load_tokenizer
+from model import GPT, GPTConfig
+from train import DATA_ROOT, CheckpointError, load_checkpoint, pick_device
+
+
+@dataclass
+class SampleConfig:
+    block: str = setting("pre_ln", "fills {block} in out_dir")
+    out_dir: str = setting("out/{block}", "the run folder holding ckpt.pt")
+    prompt: str = setting("", "text to continue, or FILE:path to read it from a file; empty starts a new document")
+    num_samples: int = setting(3, "how many samples to draw")
+    max_new_tokens: int = setting(200, "tokens to generate per sample")
+    temperature: float = setting(0.8, "below 1 is more conservative, above 1 more random")
+    top_k: int = setting(200, "sample only among the k most likely tokens (0: all)")
+    seed: int = setting(1337, "random seed: the same seed gives the same samples")
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
+
+
+def read_prompt(prompt):
+    if not prompt.startswith("FILE:"):
+        return prompt
+    path = Path(prompt[len("FILE:"):])
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read the prompt file {path}: {e}") from None
+
+
+def sample(cfg):
+    if cfg.max_new_tokens < 1 or cfg.num_samples < 1 or cfg.temperature <= 0 or cfg.top_k < 0:
+        raise ConfigError("need max_new_tokens >= 1, num_samples >= 1, temperature > 0 and top_k >= 0")
+    ckpt_path = Path(cfg.out_dir.format(block=cfg.block)) / "ckpt.pt"
+    ckpt = load_checkpoint(ckpt_path)
+    model = GPT(GPTConfig(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    dataset = ckpt["config"]["dataset"]
+    tokenizer = load_tokenizer(DATA_ROOT / dataset)
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise CheckpointError(f"data/{dataset} has a {tokenizer.vocab_size}-token vocabulary but the checkpoint "
+                              f"expects {model.config.vocab_size}: it was rebuilt since; rebuild it as before")
+    device = pick_device(cfg.device)
+    model.to(device).eval()
+
+    prompt = read_prompt(cfg.prompt)
+    ids = tokenizer.encode(prompt) if prompt else [tokenizer.eot_token]
+    idx = torch.tensor([ids] * cfg.num_samples, device=device)
+    torch.manual_seed(cfg.seed)
+    out = model.generate(idx, cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k or None)
+    samples = [tokenizer.decode(row[len(ids):].tolist()) for row in out]
+    for text in samples:
+        print(prompt + text)
+        print("-" * 40)
+    return samples
+
+
+if __name__ == "__main__":
+    try:
+        sample(parse_config(SampleConfig, sys.argv[1:], "sample.py")[0])
+    except (ConfigError, CheckpointError, DataError) as e:
+        sys.exit(f"error: {e}")
