@@ -210,10 +210,9 @@ def test_weight_decay_groups():
     model = tiny_model("sas")
     decayed, undecayed = model.configure_optimizers(weight_decay=0.1, learning_rate=1e-3).param_groups
     assert decayed["weight_decay"] == 0.1 and undecayed["weight_decay"] == 0.0
-    ids = lambda params: {id(p) for p in params}
     names = {id(p): n for n, p in model.named_parameters()}
-    decayed_names = {names[i] for i in ids(decayed["params"])}
-    undecayed_names = {names[i] for i in ids(undecayed["params"])}
+    decayed_names = {names[id(p)] for p in decayed["params"]}
+    undecayed_names = {names[id(p)] for p in undecayed["params"]}
     assert {"wte.weight", "wpe.weight", "blocks.0.attn.c_qk.weight", "blocks.0.attn.c_v.delta.weight",
             "blocks.1.mlp.c_fc.weight", "blocks.1.mlp.c_proj.weight"} <= decayed_names
     assert {"blocks.0.beta_sa", "blocks.0.alpha_ff", "blocks.0.beta_ff", "blocks.0.attn.alpha",
