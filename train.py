@@ -43,15 +43,15 @@ class TrainConfig:
     dataset: str = setting("stdlib", "dataset folder under data/, or a path (python data/prepare.py builds one; "
                                      "stdlib is built on first use)")
     # model
-    block: str = setting("pre_ln", "the transformer block every layer uses", choices=list(BLOCKS))
-    n_layer: int = setting(6, "number of blocks")
-    n_head: int = setting(6, "attention heads per block")
-    n_embd: int = setting(192, "width of the residual stream")
+    block: str = setting("pre_ln", "the transformer block every layer uses", choices=BLOCKS)
+    n_layer: int = setting(4, "number of blocks")
+    n_head: int = setting(4, "attention heads per block (head size n_embd / n_head; the paper: 64)")
+    n_embd: int = setting(256, "width of the residual stream")
     block_size: int = setting(128, "context length in tokens (the paper uses 128)")
     mlp_ratio: int = setting(4, "MLP hidden width = mlp_ratio * n_embd")
     mlp_gain: float = setting(0.1, "initial beta_FF, the MLP branch gain of the shaped blocks: O(1/sqrt(n_layer))")
     # optimisation
-    max_steps: int = setting(3000, "optimizer steps in the whole run")
+    max_steps: int = setting(1500, "optimizer steps in the whole run")
     batch_size: int = setting(16, "sequences per micro-batch on each process")
     grad_accum: int = setting(1, "micro-batches per optimizer step, summed over all processes "
                                  "(global batch = batch_size * grad_accum)")
