@@ -127,13 +127,51 @@ def shaped_attention(q, k, v, alpha, beta, gamma):
         C v  = running mean of v over positions <= t, since C[i, j] = 1/(i+1) for j <= i
     shaped_attention_matrix below is the explicit form the tests hold this to.
     """
-    T = v.size(-2)
     softmax_v = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
-    positions = torch.arange(1, T + 1, device=v.device, dtype=torch.float32).view(T, 1)
-    # accumulate in fp32: a bf16 running sum over thousands of positions drifts
-    mean_v = v.cumsum(dim=-2, dtype=torch.float32) / positions  # (B, nh, T, hs)
-    alpha, beta, gamma = (g.view(-1, 1, 1) for g in (alpha, beta, gamma))  # (nh, 1, 1)
-    return (alpha * v + beta * softmax_v - gamma * mean_v).to(v.dtype)
+    return ShapedSum.apply(v, softmax_v, alpha, beta, gamma)
+
+
+def positions(T, device):
+    """1, 2, ..., T as a (T, 1) column: how many positions each row of C averages over."""
+    return torch.arange(1, T + 1, device=device, dtype=torch.float32).view(T, 1)
+
+
+def running_mean(v):
+    """C v, the mean of v over positions <= t, accumulated in fp32 (a bf16 running sum drifts). (B, nh, T, hs)"""
+    return v.cumsum(dim=-2, dtype=torch.float32).div_(positions(v.size(-2), v.device))
+
+
+class ShapedSum(torch.autograd.Function):
+    """alpha v + beta softmax_v - gamma C v, per head, with a hand-written backward.
+
+    Left to autograd, this elementwise sum would keep every fp32 intermediate alive until the
+    backward pass: several times the memory of the attention itself. The backward below needs
+    only v and softmax_v, which SDPA keeps for its own backward anyway, and recomputes C v.
+    """
+
+    @staticmethod
+    def forward(ctx, v, softmax_v, alpha, beta, gamma):
+        ctx.save_for_backward(v, softmax_v, alpha, beta, gamma)
+        alpha, beta, gamma = (g.view(-1, 1, 1) for g in (alpha, beta, gamma))  # (nh, 1, 1)
+        out = running_mean(v).mul_(-gamma)  # fp32, updated in place
+        return out.addcmul_(v, alpha).addcmul_(softmax_v, beta).to(v.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        v, softmax_v, alpha, beta, gamma = ctx.saved_tensors
+        per_head = (0, 2, 3)  # sum over batch, positions and channels
+        grad_alpha = (grad * v).sum(per_head, dtype=torch.float32)
+        grad_beta = (grad * softmax_v).sum(per_head, dtype=torch.float32)
+        grad_gamma = -running_mean(v).mul_(grad).sum(per_head)
+        alpha, beta, gamma = (g.view(-1, 1, 1) for g in (alpha, beta, gamma))
+        # through C the gradient is C^T grad: (C^T g)_j = sum over i >= j of g_i / (i+1), a running
+        # sum from the end, computed in one fp32 buffer as (sum over all i) - (sum over i <= j) + (term j)
+        count = positions(grad.size(-2), grad.device)
+        through_c = (grad / count).cumsum_(dim=-2)  # sum over i <= j of g_i / (i+1)
+        total = through_c[..., -1:, :].clone()
+        through_c.neg_().add_(total).addcdiv_(grad, count)
+        grad_v = through_c.mul_(-gamma).addcmul_(grad, alpha).to(v.dtype)
+        return grad_v, (beta * grad).to(softmax_v.dtype), grad_alpha, grad_beta, grad_gamma
 
 
 def uniform_causal_matrix(T, device=None):
