@@ -75,6 +75,8 @@ class GPT(nn.Module):
         beta_FF                                  config.mlp_gain   downweighted MLP branch (§4.1)
         """
         for module in self.modules():
+            if module is self.lm_head:
+                continue  # tied to wte: drawing it again would make wte depend on the blocks' draws
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, mean=0.0, std=0.02)
                 if getattr(module, "bias", None) is not None:
