@@ -154,6 +154,19 @@ def synchronize(device):
         torch.mps.synchronize()
 
 
+def peak_memory(device):
+    """Peak memory of this process so far, in bytes: the CUDA allocator's peak on a GPU, else the
+    peak resident memory of the whole process (interpreter and data included)."""
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated(device)
+    try:
+        import resource  # not on Windows
+    except ImportError:
+        return float("nan")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux KiB
+
+
 def measure_matmul_flops(device, dtype, seconds=0.5):
     """This machine's dense matmul rate in FLOP/s, measured: the peak that MFU is taken against."""
     n = 4096 if device.startswith("cuda") else 2048
@@ -406,7 +419,8 @@ def train(cfg, explicit=frozenset()):
                 tokens_per_sec = interval_steps * cfg.batch_size * cfg.grad_accum * cfg.block_size / interval_time
                 row = {"step": step, "lr": lr, "train_loss": interval_loss / max(1, interval_steps),
                        "tokens_per_sec": tokens_per_sec,
-                       "mfu": flops_per_token * tokens_per_sec / world_size / peak_flops, "time": train_time}
+                       "mfu": flops_per_token * tokens_per_sec / world_size / peak_flops, "time": train_time,
+                       "peak_memory": peak_memory(device)}
                 if val_loss is not None:
                     row["val_loss"] = val_loss
                     tqdm.write(f"step {step}: train loss {row['train_loss']:.4f}, val loss {val_loss:.4f}")
