@@ -1,0 +1,227 @@
+"""
+Measure what the simplifications buy, side by side in one process, as ratios.
+
+    python bench.py                          # everything, on the device train.py would pick
+    python bench.py --parts=throughput --shapes=paper --blocks=pre_ln,sas,sas_p
+    python bench.py --parts=attention        # fused shaped attention vs explicit T x T vs plain SDPA
+
+Three parts:
+  throughput  training steps/s of every block (forward, backward, clip, AdamW), relative to pre_ln,
+              and model-FLOPs utilisation against this machine's measured dense matmul rate;
+  attention   shaped attention computed as SDPA + running mean (blocks.shaped_attention) against
+              the explicit (alpha I + beta A - gamma C) v and against plain causal SDPA, forward
+              and backward: time and peak memory, T = 128 ... 4096;
+  (each block is timed in rounds, best of rounds kept, so a busy neighbour hurts less).
+Nothing here asserts a target: it prints what it measured.
+"""
+
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from blocks import BLOCKS
+from blocks.parts import shaped_attention, shaped_attention_matrix
+from configurator import ConfigError, parse_config, setting
+from model import GPT, GPTConfig
+from train import autocast, measure_matmul_flops, pick_device, pick_dtype
+
+SHAPES = {  # n_layer, n_embd, n_head; T = 128 for both
+    "default": (4, 256, 4),  # train.py's default model
+    "paper": (18, 768, 12),  # the paper's CodeParrot model
+}
+
+
+@dataclass
+class BenchConfig:
+    parts: str = setting("throughput,attention", "which measurements: throughput, attention, or both")
+    shapes: str = setting("default,paper", f"model shapes to time: {', '.join(SHAPES)}, or n_layer x n_embd x n_head "
+                                           "such as 12x128x4")
+    blocks: str = setting(",".join(BLOCKS), "blocks to time (pre_ln is always included: the ratios are to it)")
+    batch_size: int = setting(16, "sequences per step in the throughput part")
+    vocab_size: int = setting(4097, "vocabulary (4097: our stdlib BPE; the paper's tokenizer has ~50K)")
+    steps: int = setting(5, "timed training steps per block and round")
+    rounds: int = setting(2, "rounds over all blocks; each block keeps its best round")
+    compile: bool = setting(False, "torch.compile every model first")
+    max_T: int = setting(4096, "longest sequence in the attention part")
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
+    dtype: str = setting("auto", "as in train.py: auto picks bfloat16 where supported",
+                         choices=["auto", "float32", "bfloat16", "float16"])
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+# -----------------------------------------------------------------------------
+# throughput of every block
+
+
+def parse_shape(name):
+    """(n_layer, n_embd, n_head) of a named shape or of one written as 12x128x4."""
+    if name in SHAPES:
+        return SHAPES[name]
+    parts = name.split("x")
+    if len(parts) != 3 or not all(part.isdigit() for part in parts):
+        raise ConfigError(f"unknown shape {name!r}; use {', '.join(SHAPES)} or n_layer x n_embd x n_head, "
+                          "e.g. 12x128x4")
+    n_layer, n_embd, n_head = map(int, parts)
+    try:
+        GPTConfig(n_layer=n_layer, n_embd=n_embd, n_head=n_head)
+    except ValueError as e:
+        raise ConfigError(f"shape {name!r}: {e}") from None
+    return n_layer, n_embd, n_head
+
+
+def time_training(block, shape, cfg, device, dtype):
+    """Seconds per training step (best of cfg.steps), and the model, for one block."""
+    n_layer, n_embd, n_head = parse_shape(shape)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block=block, vocab_size=cfg.vocab_size, block_size=128, n_layer=n_layer,
+                          n_head=n_head, n_embd=n_embd)).to(device)
+    optimizer = model.configure_optimizers(0.1, 1e-3, device_type=torch.device(device).type)
+    runner = torch.compile(model) if cfg.compile else model
+    x = torch.randint(0, cfg.vocab_size, (cfg.batch_size, 128), device=device)
+    ctx = autocast(torch.device(device).type, dtype)
+    times = []
+    for i in range(cfg.steps + 2):  # two warm-up steps
+        sync(device)
+        t0 = time.perf_counter()
+        with ctx:
+            _, loss = runner(x, x)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        sync(device)
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    return min(times), model
+
+
+def throughput(cfg, device, dtype, blocks):
+    peak = measure_matmul_flops(device, dtype)
+    print(f"\nthroughput: {device} {dtype}, batch {cfg.batch_size} x T=128, vocab {cfg.vocab_size}; "
+          f"measured dense matmul peak {peak / 1e12:.2f} TFLOP/s")
+    for shape in cfg.shapes.split(","):
+        best, info = {}, {}
+        for _ in range(cfg.rounds):
+            for block in blocks:
+                seconds, model = time_training(block, shape, cfg, device, dtype)
+                best[block] = min(best.get(block, float("inf")), seconds)
+                info[block] = (model.num_params(), model.flops_per_token())
+                del model
+        print(f"\n{shape} shape {parse_shape(shape)} (n_layer, n_embd, n_head):")
+        print(f"  {'block':22s} {'params':>9s} {'ms/step':>8s} {'tokens/s':>9s} {'vs pre_ln':>9s} {'MFU':>6s}")
+        for block in blocks:
+            tokens_per_sec = cfg.batch_size * 128 / best[block]
+            params, flops_per_token = info[block]
+            print(f"  {block:22s} {params / 1e6:8.2f}M {best[block] * 1e3:8.0f} {tokens_per_sec:9,.0f} "
+                  f"{best['pre_ln'] / best[block]:8.2f}x {flops_per_token * tokens_per_sec / peak:6.1%}")
+
+
+# -----------------------------------------------------------------------------
+# shaped attention: fused vs explicit vs plain SDPA
+
+
+def explicit_shaped_attention(q, k, v, alpha, beta, gamma):
+    return shaped_attention_matrix(q, k, alpha, beta, gamma).to(v.dtype) @ v
+
+
+def plain_sdpa(q, k, v, alpha, beta, gamma):
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+ATTENTION = {"plain SDPA": plain_sdpa, "shaped, fused": shaped_attention, "shaped, explicit": explicit_shaped_attention}
+
+
+def attention_inputs(T, device, dtype):
+    B, H, D = max(1, 4096 // T), 12, 64
+    g = torch.Generator(device=device).manual_seed(0)
+    q, k, v = (torch.randn(B, H, T, D, device=device, dtype=getattr(torch, dtype), generator=g).requires_grad_()
+               for _ in range(3))
+    alpha, beta, gamma = (torch.ones(H, device=device, requires_grad=True) for _ in range(3))
+    return q, k, v, alpha, beta, gamma
+
+
+def peak_memory_of(fn, device):
+    """Peak bytes that fn() allocates above what was allocated before it: from the CUDA allocator's
+    statistics on a GPU, elsewhere from the profiler's record of every allocation and free."""
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        return torch.cuda.max_memory_allocated(device) - before
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    with tempfile.NamedTemporaryFile(suffix=".json") as trace:
+        prof.export_chrome_trace(trace.name)
+        events = json.load(open(trace.name))["traceEvents"]
+    memory = sorted((e for e in events if e.get("name") == "[memory]"), key=lambda e: e["ts"])
+    before = memory[0]["args"]["Total Allocated"] - memory[0]["args"]["Bytes"]
+    return max(e["args"]["Total Allocated"] for e in memory) - before
+
+
+def run_attention(name, T, device, dtype, repeats=3):
+    """(best seconds for forward + backward, peak bytes above the inputs) of one attention form."""
+    q, k, v, alpha, beta, gamma = inputs = attention_inputs(T, device, dtype)
+    grad_out = torch.randn_like(q)
+    fn = ATTENTION[name]
+
+    def forward_backward():
+        fn(*inputs).backward(grad_out)
+        for t in inputs:
+            t.grad = None
+
+    forward_backward()  # warm up
+    memory = peak_memory_of(forward_backward, device)
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        forward_backward()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return min(times), memory
+
+
+def attention(cfg, device, dtype):
+    print(f"\nshaped attention, forward + backward, {device} {dtype}, batch 4096 // T, 12 heads of 64; "
+          "best time and peak memory above the inputs")
+    print(f"  {'T':>5s} " + "".join(f"{name:>26s}" for name in ATTENTION) + f"{'fused / plain':>20s}")
+    T = 128
+    while T <= cfg.max_T:
+        results = {name: run_attention(name, T, device, dtype) for name in ATTENTION}
+        cells = "".join(f"{t * 1e3:12.1f} ms {m / 2**20:8.0f} MiB" for t, m in results.values())
+        (tf, mf), (tp, mp) = results["shaped, fused"], results["plain SDPA"]
+        print(f"  {T:5d} {cells}   {tf / tp:5.2f}x time {mf / mp:5.2f}x mem")
+        T *= 2
+
+
+def main(argv):
+    try:
+        cfg = parse_config(BenchConfig, argv, "bench.py")[0]
+        device = pick_device(cfg.device)
+        dtype = pick_dtype(cfg.dtype, torch.device(device).type)
+        blocks = ["pre_ln"] + [b for b in cfg.blocks.split(",") if b != "pre_ln"]
+        for name in blocks:
+            if name not in BLOCKS:
+                raise ConfigError(f"unknown block {name!r}; valid blocks: {', '.join(BLOCKS)}")
+        for shape in cfg.shapes.split(","):
+            parse_shape(shape)
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+    parts = cfg.parts.split(",")
+    if "throughput" in parts:
+        throughput(cfg, device, dtype, blocks)
+    if "attention" in parts:
+        attention(cfg, device, dtype)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
