@@ -1,0 +1,160 @@
+"""
+The ladder experiment: train every block with the same data, seed, batches and step budget,
+then compare losses, parameters, speed and memory.
+
+    python compare.py config/ladder.py         # the CPU preset the README's results come from
+    python compare.py config/paper.py          # the paper's recipe, on a GPU
+    python compare.py --blocks=pre_ln,sas_p --max_steps=200
+
+Every block trains in its own train.py process, into out_dir (out/compare/{block} by default),
+so its peak memory is its own; every setting but --blocks and --report goes to train.py. A block whose run already finished with the same settings is
+reused, an interrupted one is resumed, so running the command again only redraws the table
+(compare.md) and the plot (compare.png, if matplotlib is installed) from the logs.
+"""
+
+import json
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+
+from blocks import BLOCKS, LADDER
+from configurator import ConfigError, parse_config, setting
+from model import GPT
+from train import CheckpointError, TrainConfig, load_checkpoint, read_log
+
+# settings that do not change what a run computes: a finished run is reused whatever they say
+BOOKKEEPING = {"resume", "overwrite", "checkpoint_interval", "log_interval", "device", "compile"}
+
+
+@dataclass
+class CompareConfig:
+    blocks: str = setting(",".join(LADDER + ["parallel", "no_attn_skip_unshaped"]),
+                          "blocks to train and compare, the first being the baseline; every other setting "
+                          "and config file goes to train.py for each block (python train.py --help)")
+    report: str = setting("out/compare", "folder for compare.md, compare.json and compare.png")
+
+    def __post_init__(self):
+        for block in self.blocks.split(","):
+            if block not in BLOCKS:
+                raise ConfigError(f"unknown block {block!r}; valid blocks: {', '.join(BLOCKS)}")
+
+
+def parse(argv):
+    """compare.py's own settings, and each block's train.py settings from the rest of argv: config
+    files are read once per block, so a preset can choose a learning rate by block."""
+    own = {f.name for f in fields(CompareConfig)}
+    mine = [arg for arg in argv
+            if arg in ("-h", "--help") or (arg.startswith("--") and arg[2:].partition("=")[0] in own)]
+    cfg = parse_config(CompareConfig, mine, "compare.py")[0]
+    rest = ["--out_dir=out/compare/{block}"] + [arg for arg in argv if arg not in mine]
+    runs = [parse_config(TrainConfig, rest + [f"--block={block}"], "train.py")[0] for block in cfg.blocks.split(",")]
+    if len({run.run_dir for run in runs}) < len(runs):
+        raise ConfigError("out_dir must contain {block}, so that every block gets its own run folder")
+    return cfg, runs
+
+
+def same_run(a, b):
+    return {k: v for k, v in asdict(a).items() if k not in BOOKKEEPING} == \
+           {k: v for k, v in asdict(b).items() if k not in BOOKKEEPING}
+
+
+def train_block(run):
+    """Train one block in its own process, reusing or resuming what is already on disk."""
+    ckpt_path = run.run_dir / "ckpt.pt"
+    if ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        if not same_run(TrainConfig(**ckpt["config"]), run):
+            raise CheckpointError(f"{run.run_dir} holds a run with other settings; pick another --out_dir "
+                                  f"(or delete that folder)")
+        if ckpt["step"] >= run.max_steps:
+            print(f"{run.block}: reusing the finished run in {run.run_dir}")
+            return
+        print(f"{run.block}: resuming the run in {run.run_dir} at step {ckpt['step']}")
+        run.resume = True
+    flags = [f"--{key}={value}" for key, value in asdict(run).items()]
+    result = subprocess.run([sys.executable, str(Path(__file__).parent / "train.py"), *flags])
+    if result.returncode != 0:
+        sys.exit(result.returncode)  # train.py has said why
+
+
+def summarise(run):
+    """One row of the table, from the run's checkpoint and log."""
+    ckpt = load_checkpoint(run.run_dir / "ckpt.pt")
+    rows = read_log(run.run_dir / "log.jsonl")
+    with torch.device("meta"):  # only the shapes, to count parameters
+        model = GPT(TrainConfig(**ckpt["config"]).model_config(ckpt["model_config"]["vocab_size"]))
+    tokens_per_step = run.batch_size * run.grad_accum * run.block_size
+    train_time = ckpt["train_time"]
+    return {
+        "block": run.block,
+        "params": model.num_params(),
+        "non_embedding_params": model.num_params(non_embedding=True),
+        "train_loss": rows[-1]["train_loss"],
+        "val_loss": next(r["val_loss"] for r in reversed(rows) if "val_loss" in r),
+        "steps_per_sec": ckpt["step"] / train_time,
+        "tokens_per_sec": ckpt["step"] * tokens_per_step / train_time,
+        "peak_memory": max(r["peak_memory"] for r in rows),
+        "curve": [(r["step"], r["time"], r["val_loss"]) for r in rows if "val_loss" in r],
+    }
+
+
+def table(results):
+    base = results[0]
+    lines = ["| block | params | non-emb. params | train loss | val loss | val vs " + base["block"] +
+             " | steps/s | speed vs " + base["block"] + " | peak memory |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['block']} | {r['params'] / 1e6:.2f}M | {r['non_embedding_params'] / 1e6:.2f}M | "
+                     f"{r['train_loss']:.3f} | {r['val_loss']:.3f} | {r['val_loss'] / base['val_loss'] - 1:+.1%} | "
+                     f"{r['steps_per_sec']:.2f} | {r['steps_per_sec'] / base['steps_per_sec']:.2f}x | "
+                     f"{r['peak_memory'] / 2**20:.0f} MiB |")
+    return "\n".join(lines)
+
+
+def plot(results, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")  # write a file, never open a window
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib); compare.json has the curves")
+        return
+    fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for r in results:
+        steps, times, losses = zip(*r["curve"])
+        by_step.plot(steps, losses, label=r["block"])
+        by_time.plot([t / 60 for t in times], losses, label=r["block"])
+    by_step.set(xlabel="step", ylabel="validation loss", title="per step")
+    by_time.set(xlabel="training time (minutes)", title="per wall-clock time")
+    best = min(min(r["curve"], key=lambda c: c[2])[2] for r in results)
+    by_step.set_ylim(best - 0.1, best + 1.5)  # the interesting part: where the blocks part ways
+    by_step.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def compare(cfg, runs):
+    for run in runs:
+        train_block(run)
+    results = [summarise(run) for run in runs]
+    report = Path(cfg.report)
+    report.mkdir(parents=True, exist_ok=True)
+    text = table(results)
+    print("\n" + text)
+    (report / "compare.md").write_text(text + "\n")
+    (report / "compare.json").write_text(json.dumps({"runs": [asdict(run) for run in runs], "results": results},
+                                                    indent=1) + "\n")
+    plot(results, report / "compare.png")
+    return results
+
+
+if __name__ == "__main__":
+    try:
+        compare(*parse(sys.argv[1:]))
+    except (ConfigError, CheckpointError) as e:
+        sys.exit(f"error: {e}")

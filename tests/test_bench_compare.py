@@ -1,0 +1,73 @@
+"""bench.py and compare.py at tiny sizes: their code paths, not their numbers."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import compare
+from configurator import ConfigError
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_bench_prints_every_block_and_attention_form():
+    result = subprocess.run([sys.executable, "bench.py", "--shapes=2x32x2", "--blocks=pre_ln,sas,sas_p",
+                             "--batch_size=2", "--vocab_size=64", "--steps=1", "--rounds=1", "--max_T=256",
+                             "--device=cpu"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for block in ("pre_ln", "sas", "sas_p"):
+        assert f"  {block} " in out
+    assert "1.00x" in out  # pre_ln against itself
+    for name in ("plain SDPA", "shaped, fused", "shaped, explicit"):
+        assert name in out
+    assert "  128 " in out and "  256 " in out and "  512 " not in out
+
+
+def test_bench_refuses_bad_shapes():
+    result = subprocess.run([sys.executable, "bench.py", "--shapes=2x30x4"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode != 0 and result.stderr.strip() == \
+        "error: shape '2x30x4': n_embd=30 must be divisible by n_head=4"
+
+
+def tiny_args(tiny_dataset, tmp_path, **overrides):
+    flags = dict(dataset=tiny_dataset, out_dir=tmp_path / "{block}", report=tmp_path, blocks="pre_ln,sas_p",
+                 n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=4, max_steps=8, eval_interval=4,
+                 eval_windows=8, log_interval=2, device="cpu", dtype="float32")
+    return [f"--{key}={value}" for key, value in (flags | overrides).items()]
+
+
+def test_compare_trains_every_block_then_reuses_them(tiny_dataset, tmp_path):
+    results = compare.compare(*compare.parse(tiny_args(tiny_dataset, tmp_path)))
+    assert [r["block"] for r in results] == ["pre_ln", "sas_p"]
+    assert results[1]["params"] < results[0]["params"]
+    table = (tmp_path / "compare.md").read_text()
+    assert "| pre_ln |" in table and "| sas_p |" in table and "+0.0%" in table
+    saved = json.loads((tmp_path / "compare.json").read_text())
+    assert [len(r["curve"]) for r in saved["results"]] == [2, 2]  # val loss at steps 4 and 8
+    assert (tmp_path / "compare.png").stat().st_size > 0
+
+    checkpoints = {block: (tmp_path / block / "ckpt.pt").stat().st_mtime_ns for block in ("pre_ln", "sas_p")}
+    again = compare.compare(*compare.parse(tiny_args(tiny_dataset, tmp_path, log_interval=4)))
+    assert again == results  # redrawn from the logs: nothing retrained
+    assert {b: (tmp_path / b / "ckpt.pt").stat().st_mtime_ns for b in checkpoints} == checkpoints
+
+
+def test_compare_refuses_to_mix_settings(tiny_dataset, tmp_path):
+    compare.compare(*compare.parse(tiny_args(tiny_dataset, tmp_path, blocks="pre_ln")))
+    with pytest.raises(compare.CheckpointError, match="other settings"):
+        compare.compare(*compare.parse(tiny_args(tiny_dataset, tmp_path, blocks="pre_ln", learning_rate=0.01)))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--blocks=pre_ln,sasp"], "unknown block 'sasp'"),
+    (["--out_dir=out/same"], "out_dir must contain {block}"),
+    (["--max_step=3"], "did you mean --max_steps?"),
+])
+def test_compare_bad_input(args, message):
+    with pytest.raises(ConfigError, match=message):
+        compare.parse(args)
