@@ -1,0 +1,283 @@
+"""
+Signal propagation through the depth of a GPT: how token representations evolve block by block.
+
+    python probe.py                                    # every block at initialisation, 18 layers
+    python probe.py --n_layer=72 --blocks=no_attn_skip_unshaped,sas,sas_p
+    python probe.py --checkpoints=out/pre_ln,out/sas_p # trained models, plus their learned gains
+
+For each layer (layer 0 is the embedding, layer l the output of block l) it measures the mean
+cosine similarity between token positions (1 = rank collapse), the RMS of the residual stream,
+and the entropy of each head's softmax attention. Without its attention skip, ordinary attention
+averages tokens together at every layer and the representations collapse with depth; shaped
+attention starts as the identity and does not (He & Hofmann, §4.1). Prints tables and writes
+init.json / init.png (or trained.json / trained.png) into --out.
+"""
+
+import json
+import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from blocks import BLOCKS
+from blocks.parts import IdentityPlusLinear, ShapedAttention, shaped_attention_matrix, uniform_causal_matrix
+from configurator import ConfigError, parse_config, setting
+from data.bpe import DataError
+from model import GPT, GPTConfig
+from train import CheckpointError, load_checkpoint, load_dataset, pick_device
+
+
+@dataclass
+class ProbeConfig:
+    blocks: str = setting(",".join(BLOCKS), "comma-separated blocks to probe at initialisation")
+    checkpoints: str = setting("", "comma-separated run folders (e.g. out/pre_ln,out/sas_p): probe these trained "
+                                   "models instead, and report their learned gains")
+    n_layer: int = setting(18, "number of blocks (the paper: 18, and 72 in its depth experiment)")
+    n_head: int = setting(4, "attention heads per block")
+    n_embd: int = setting(256, "width of the residual stream")
+    block_size: int = setting(128, "tokens per window (the paper uses 128)")
+    batch_size: int = setting(16, "validation windows the measurements are averaged over")
+    dataset: str = setting("stdlib", "dataset folder under data/, or a path, for the windows (at init the "
+                                     "tokens matter little; a checkpoint uses its own dataset)")
+    out: str = setting("out/probe", "folder for the JSON of the raw numbers and the PNG plot")
+    seed: int = setting(1337, "seeds the initialisation: every block starts from the same seed")
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
+
+    def __post_init__(self):
+        for block in self.blocks.split(","):
+            self.model_config(block, vocab_size=1)  # GPTConfig checks the name and the sizes
+        if self.block_size < 2 or self.batch_size < 1:
+            raise ConfigError("need block_size >= 2 (pairs of positions) and batch_size >= 1")
+
+    def model_config(self, block, vocab_size):
+        return GPTConfig(block=block, vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
+                         n_head=self.n_head, n_embd=self.n_embd)
+
+
+# -----------------------------------------------------------------------------
+# measurements
+
+
+def mean_cosine_similarity(x):
+    """Mean cosine similarity between the T positions of x (B, T, C), diagonal excluded, averaged
+    over the batch. 1 means every position points the same way: rank collapse (§4.1)."""
+    T = x.size(1)
+    unit = F.normalize(x.float(), dim=-1)
+    gram = unit @ unit.transpose(1, 2)  # (B, T, T)
+    off_diagonal = gram.sum(dim=(1, 2)) - gram.diagonal(dim1=1, dim2=2).sum(dim=-1)  # (B,)
+    return (off_diagonal / (T * (T - 1))).mean().item()
+
+
+def softmax_attention(attn, x):
+    """The softmax part A of an attention module's matrix for its input x (B, T, C): (B, nh, T, T).
+    Standard and shaped attention share it; shaped attention adds alpha I - gamma C around it."""
+    B, T, C = x.size()
+    q, k = attn.c_qk(x).split(C, dim=2)
+    q, k = (t.view(B, T, attn.n_head, C // attn.n_head).transpose(1, 2) for t in (q, k))  # (B, nh, T, hs)
+    off, on = torch.zeros(attn.n_head, device=x.device), torch.ones(attn.n_head, device=x.device)
+    return shaped_attention_matrix(q, k, alpha=off, beta=on, gamma=off)  # 0 I + 1 A - 0 C = A
+
+
+def attention_entropy(A):
+    """Per head entropy of the rows of A (B, nh, T, T), mean over the batch and the positions: (nh,).
+    Row t of a causal matrix has t + 1 entries, so its entropy is at most log(t + 1); the uniform
+    causal matrix C reaches that bound at every row."""
+    return torch.special.entr(A.float()).sum(dim=-1).mean(dim=(0, 2))
+
+
+@torch.no_grad()
+def measure(model, idx):
+    """One forward pass of model on idx (B, T); per layer, with layer 0 the embedding:
+    cosine (L + 1 floats), rms (L + 1 floats) and entropy (L lists of nh floats, one per block).
+    Forward hooks read the residual stream and each attention module's input; the model is unchanged."""
+    stats = {"cosine": [], "rms": [], "entropy": []}
+
+    def record_stream(x):
+        stats["cosine"].append(mean_cosine_similarity(x))
+        stats["rms"].append(x.float().pow(2).mean().sqrt().item())
+
+    def record_attention(attn, args, out):
+        stats["entropy"].append(attention_entropy(softmax_attention(attn, args[0])).tolist())
+
+    hooks = [model.blocks[0].register_forward_pre_hook(lambda module, args: record_stream(args[0]))]
+    for block in model.blocks:
+        hooks.append(block.register_forward_hook(lambda module, args, out: record_stream(out)))
+        hooks.append(block.attn.register_forward_hook(record_attention))
+    try:
+        model(idx)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return stats
+
+
+def learned_gains(model):
+    """Per block: [mean, min, max] of the per-head alpha, beta, gamma of shaped attention, the block's
+    branch gains (beta_sa, alpha_ff, beta_ff) and the first block's value gains alpha_v, beta_v (Eq. 6)."""
+    rows = []
+    for block in model.blocks:
+        row = {}
+        if isinstance(block.attn, ShapedAttention):
+            for name in ("alpha", "beta", "gamma"):
+                gain = getattr(block.attn, name)
+                row[name] = [gain.mean().item(), gain.min().item(), gain.max().item()]
+        row |= {name: gain.item() for name, gain in block.named_parameters(recurse=False)}  # the branch gains
+        if isinstance(block.attn.c_v, IdentityPlusLinear):
+            row |= {"alpha_v": block.attn.c_v.alpha.item(), "beta_v": block.attn.c_v.beta.item()}
+        rows.append(row)
+    return rows
+
+
+# -----------------------------------------------------------------------------
+# models and windows
+
+
+def windows(cfg, block_size, vocab_size=None):
+    """batch_size validation windows (B, T) of cfg.dataset, checked against the model's vocabulary."""
+    ds = load_dataset(cfg, master=True)
+    if vocab_size is not None and ds.vocab_size != vocab_size:
+        raise CheckpointError(f"data/{cfg.dataset} has a {ds.vocab_size}-token vocabulary but the checkpoint "
+                              f"expects {vocab_size}: it was rebuilt since; rebuild it as before")
+    return ds.val_windows(block_size, cfg.batch_size)[0], ds.vocab_size
+
+
+def trained_model(folder, cfg):
+    """The model saved in folder/ckpt.pt, and windows from the dataset it was trained on."""
+    ckpt = load_checkpoint(Path(folder) / "ckpt.pt")
+    model = GPT(GPTConfig(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    idx, _ = windows(replace(cfg, dataset=ckpt["config"]["dataset"]), model.config.block_size, model.config.vocab_size)
+    return model, idx
+
+
+def models(cfg):
+    """(name, model, windows) for every block cfg names at initialisation, or for every checkpoint."""
+    if cfg.checkpoints:
+        for folder in cfg.checkpoints.split(","):
+            yield folder, *trained_model(folder, cfg)
+        return
+    idx, vocab_size = windows(cfg, cfg.block_size)
+    for block in cfg.blocks.split(","):
+        torch.manual_seed(cfg.seed)  # the same seed for every block, as train.py does
+        yield block, GPT(cfg.model_config(block, vocab_size)), idx
+
+
+def probe(cfg):
+    """Measure every block (or checkpoint) cfg names; print the tables, write the JSON and the plot."""
+    device = pick_device(cfg.device)
+    folders = cfg.checkpoints.split(",") if cfg.checkpoints else []
+    missing = [folder for folder in folders if not (Path(folder) / "ckpt.pt").is_file()]
+    if missing:  # refuse before any work; --checkpoints names folders, not files
+        raise CheckpointError(f"no checkpoint at {Path(missing[0]) / 'ckpt.pt'}; --checkpoints takes run folders "
+                              f"of train.py, e.g. out/sas_p")
+    results = {}
+    for name, model, idx in tqdm(models(cfg), total=len(folders or cfg.blocks.split(",")), desc="probing",
+                                 unit="model"):
+        model.to(device).eval()
+        results[name] = {"block": model.config.block, **measure(model, idx.to(device))}
+        if folders:
+            results[name]["gains"] = learned_gains(model)
+    uniform = attention_entropy(uniform_causal_matrix(idx.size(1))[None, None]).item()
+    print_tables(results, uniform)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / ("trained" if folders else "init")
+    report = {"settings": asdict(cfg), "uniform_entropy": uniform, "results": results}
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    print(f"\nwrote {stem.with_suffix('.json')}")
+    plot(results, uniform, stem.with_suffix(".png"))
+    return report
+
+
+# -----------------------------------------------------------------------------
+# output
+
+
+def depths(n_layer):
+    """The layers a table shows: 0, 1, 2, 4, 8, ... and the last."""
+    shown = [0] + [2**i for i in range(n_layer.bit_length()) if 2**i < n_layer]
+    return shown + [n_layer]
+
+
+def print_table(title, rows, columns, fmt):
+    """rows: {label: {layer: value}}; a missing layer leaves its cell blank."""
+    width = max(map(len, rows)) + 2
+    print(f"\n{title}\n" + "layer".ljust(width) + "".join(f"{c:>8}" for c in columns))
+    for label, cells in rows.items():
+        print(label.ljust(width) + "".join(f"{fmt.format(cells[c]) if c in cells else '':>8}" for c in columns))
+
+
+def head_mean(entropy):
+    """Each layer's entropy averaged over its heads."""
+    return [sum(heads) / len(heads) for heads in entropy]
+
+
+def print_tables(results, uniform):
+    columns = depths(max(len(r["rms"]) for r in results.values()) - 1)
+    print_table("cosine similarity between positions (1 = rank collapse)",
+                {name: dict(enumerate(r["cosine"])) for name, r in results.items()}, columns, "{:.3f}")
+    print_table("RMS of the residual stream",
+                {name: dict(enumerate(r["rms"])) for name, r in results.items()}, columns, "{:.3g}")
+    print_table(f"softmax attention entropy, mean over heads and positions (uniform causal: {uniform:.3f})",
+                {name: dict(enumerate(head_mean(r["entropy"]), start=1)) for name, r in results.items()}, columns,
+                "{:.3f}")
+    for name, r in results.items():
+        if "gains" in r:
+            print_gains(name, r["gains"])
+
+
+def print_gains(name, gains):
+    """The learned gains of the blocks at the table's depths; per-head gains as mean [min, max]."""
+    shown = {key for row in gains for key in row if key not in ("alpha_v", "beta_v")}
+    keys = [key for key in ("alpha", "beta", "gamma", "beta_sa", "alpha_ff", "beta_ff") if key in shown]
+    if not keys:
+        print(f"\n{name}: no learned gains")
+        return
+    print(f"\n{name}: learned gains (alpha, beta, gamma per head: mean [min, max])")
+    print("block " + "".join(f"{key:>20}" for key in keys))
+    for layer in depths(len(gains))[1:]:
+        print(f"{layer:<6}" + "".join(f"{format_gain(gains[layer - 1][key]):>20}" for key in keys))
+    if "alpha_v" in gains[0]:
+        print(f"block 1 values W_V = alpha_v I + beta_v dW: alpha_v={gains[0]['alpha_v']:.3f}, "
+              f"beta_v={gains[0]['beta_v']:.3f}")
+
+
+def format_gain(value):
+    """A scalar gain, or a per-head one as mean [min, max]."""
+    return f"{value[0]:.2f} [{value[1]:.2f}, {value[2]:.2f}]" if isinstance(value, list) else f"{value:.3f}"
+
+
+def plot(results, uniform, path):
+    """One line per model in three panels: cosine similarity, residual RMS and attention entropy vs depth."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")  # write files, never open a window
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib); the JSON has every number")
+        return
+    fig, (cos_ax, rms_ax, ent_ax) = plt.subplots(1, 3, figsize=(15, 4.5))
+    for i, (name, r) in enumerate(results.items()):
+        style = {"label": name, "linestyle": ["-", "--", ":", "-."][i % 4]}  # blocks that coincide stay visible
+        cos_ax.plot(r["cosine"], **style)
+        rms_ax.plot(r["rms"], **style)
+        ent_ax.plot(range(1, len(r["entropy"]) + 1), head_mean(r["entropy"]), **style)
+    ent_ax.axhline(uniform, color="grey", linestyle="--", label="uniform causal")
+    cos_ax.set(title="cosine similarity between positions", xlabel="layer", ylim=(-0.05, 1.05))
+    rms_ax.set(title="RMS of the residual stream", xlabel="layer", yscale="log")
+    ent_ax.set(title="softmax attention entropy (mean)", xlabel="layer")
+    cos_ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    try:
+        probe(parse_config(ProbeConfig, sys.argv[1:], "probe.py")[0])
+    except (ConfigError, CheckpointError, DataError) as e:
+        sys.exit(f"error: {e}")

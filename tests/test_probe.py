@@ -1,0 +1,126 @@
+"""probe.py: its metrics on known inputs, rank collapse at 18 layers, the CLI, trained checkpoints, bad input."""
+
+import json
+import math
+
+import pytest
+import torch
+
+import probe
+import train
+from blocks.parts import CausalSelfAttention, ShapedAttention, uniform_causal_matrix
+from configurator import parse_config
+from model import GPT, GPTConfig
+from test_train import assert_one_line_error, run_script, tiny_flags
+
+N_LAYER = 18  # the paper's main depth
+
+
+def probe_at_init(block, seed=0):
+    """measure() on a narrow 18-layer model of this block at initialisation, on random tokens."""
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(block=block, vocab_size=64, block_size=64, n_layer=N_LAYER, n_head=4, n_embd=64)).eval()
+    idx = torch.randint(64, (4, 64), generator=torch.Generator().manual_seed(seed))
+    return probe.measure(model, idx)
+
+
+def test_cosine_similarity_of_identical_and_orthogonal_tokens():
+    same = torch.randn(1, 1, 16).expand(2, 5, 16)  # every position holds the same vector
+    assert probe.mean_cosine_similarity(same) == pytest.approx(1.0)
+    orthogonal = torch.eye(5).expand(2, 5, 5) * 3.0
+    assert probe.mean_cosine_similarity(orthogonal) == pytest.approx(0.0)
+
+
+def test_entropy_of_the_uniform_causal_matrix_is_the_mean_of_log_t_plus_1():
+    T = 50
+    entropy = probe.attention_entropy(uniform_causal_matrix(T).expand(2, 3, T, T))
+    assert entropy.shape == (3,)
+    torch.testing.assert_close(entropy, torch.full((3,), sum(math.log(t + 1) for t in range(T)) / T))
+
+
+def test_softmax_attention_is_the_matrix_the_module_applies():
+    torch.manual_seed(0)
+    B, T, C, nh = 2, 9, 12, 3
+    attn = CausalSelfAttention(GPTConfig(n_embd=C, n_head=nh), layer_idx=1, identity_values=True)  # W_V = W_P = I
+    torch.nn.init.normal_(attn.c_qk.weight, std=0.5)  # logits far from zero
+    x = torch.randn(B, T, C)
+    A = probe.softmax_attention(attn, x)  # (B, nh, T, T)
+    heads = x.view(B, T, nh, C // nh).transpose(1, 2)  # (B, nh, T, hs)
+    torch.testing.assert_close(attn(x), (A @ heads).transpose(1, 2).reshape(B, T, C))
+
+
+def test_depths_shown_in_the_tables():
+    assert probe.depths(18) == [0, 1, 2, 4, 8, 16, 18]
+    assert probe.depths(16) == [0, 1, 2, 4, 8, 16]
+
+
+def test_measure_returns_one_value_per_layer_and_head():
+    stats = probe_at_init("sas_p")
+    assert len(stats["cosine"]) == len(stats["rms"]) == N_LAYER + 1  # the embedding, then every block
+    assert len(stats["entropy"]) == N_LAYER and all(len(heads) == 4 for heads in stats["entropy"])
+    # zero queries: the softmax part of shaped attention is exactly C at init (§4.1)
+    uniform = probe.attention_entropy(uniform_causal_matrix(64)[None, None]).item()
+    assert stats["entropy"][5] == pytest.approx([uniform] * 4, abs=1e-5)
+
+
+# Measured at this size (seeds 0-2): the unshaped control goes from ~0.75 at layer 1 to 1.000 at layer 18;
+# sas, sas_p and no_attn_skip move by < 0.001 from their input's ~0.01; pre_ln ends at 0.64-0.71.
+
+
+def test_unshaped_attention_collapses_with_depth():
+    cosine = probe_at_init("no_attn_skip_unshaped")["cosine"]
+    assert cosine[-1] > 0.99
+    assert cosine[-1] > cosine[1] + 0.15
+
+
+@pytest.mark.parametrize("block", ["no_attn_skip", "sas", "sas_p"])
+def test_shaped_attention_keeps_tokens_apart(block):
+    cosine = probe_at_init(block)["cosine"]
+    assert abs(cosine[-1] - cosine[0]) < 0.02
+
+
+def test_shaped_attention_check_fails_with_ordinary_attention(monkeypatch):
+    monkeypatch.setattr(ShapedAttention, "attend", CausalSelfAttention.attend)  # softmax A only: no alpha I - gamma C
+    cosine = probe_at_init("sas")["cosine"]
+    assert abs(cosine[-1] - cosine[0]) > 0.5
+
+
+def test_pre_ln_stays_well_below_collapse():
+    assert probe_at_init("pre_ln")["cosine"][-1] < 0.85
+
+
+def test_cli_writes_json_and_plot(tiny_dataset, tmp_path):
+    result = run_script("probe.py", f"--dataset={tiny_dataset}", "--blocks=pre_ln,sas", "--n_layer=3", "--n_embd=32",
+                        "--n_head=2", "--block_size=32", "--batch_size=2", f"--out={tmp_path}", "--device=cpu")
+    assert result.returncode == 0, result.stderr
+    assert "cosine similarity between positions" in result.stdout and "sas " in result.stdout
+    report = json.loads((tmp_path / "init.json").read_text())
+    assert set(report["results"]) == {"pre_ln", "sas"}
+    assert len(report["results"]["sas"]["cosine"]) == 4 and len(report["results"]["sas"]["entropy"]) == 3
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "init.png").stat().st_size > 0
+
+
+def test_checkpoint_probe_reports_learned_gains(tiny_dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    train.train(*parse_config(train.TrainConfig, tiny_flags(tiny_dataset, run, block="sas"), "train.py"))
+    report = probe.probe(probe.ProbeConfig(checkpoints=str(run), out=str(tmp_path / "probe"), device="cpu"))
+    gains = report["results"][str(run)]["gains"]
+    assert len(gains) == 2  # tiny_flags trains 2 layers
+    assert {"alpha", "beta", "gamma", "beta_sa", "alpha_ff", "beta_ff", "alpha_v", "beta_v"} == set(gains[0])
+    assert "alpha_v" not in gains[1]  # only the first layer keeps trainable values
+    mean, low, high = gains[1]["alpha"]
+    assert low <= mean <= high
+    assert gains[0]["beta_ff"] != pytest.approx(0.1, abs=1e-5)  # trained away from its init
+    printed = capsys.readouterr().out
+    assert "learned gains" in printed and "alpha_v=" in printed
+    assert (tmp_path / "probe" / "trained.json").exists()
+
+
+@pytest.mark.parametrize("args, hint", [
+    (["--blocks=pre_ln,nope"], "unknown block 'nope'"),
+    (["--checkpoints=/nonexistent/run"], "no checkpoint at"),
+    (["--n_layer=many"], "expected an integer"),
+])
+def test_bad_input_is_refused_in_one_line(args, hint):
+    assert_one_line_error(run_script("probe.py", *args), hint)
