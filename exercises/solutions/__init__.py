@@ -1,0 +1,1 @@
+"""The solved exercises and the answers to their questions, for teachers. Leave this folder out of a hand-out."""
