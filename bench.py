@@ -16,9 +16,11 @@ Nothing here asserts a target: it prints what it measured.
 """
 
 import json
+import os
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -149,6 +151,19 @@ def attention_inputs(T, device, dtype):
     return q, k, v, alpha, beta, gamma
 
 
+@contextmanager
+def quiet_stderr():
+    """Silence file descriptor 2: the profiler's C++ side logs a line there every time it starts and stops."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def peak_memory_of(fn, device):
     """Peak bytes that fn() allocates above what was allocated before it: from the CUDA allocator's
     statistics on a GPU, elsewhere from the profiler's record of every allocation and free."""
@@ -157,7 +172,8 @@ def peak_memory_of(fn, device):
         before = torch.cuda.memory_allocated(device)
         fn()
         return torch.cuda.max_memory_allocated(device) - before
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+    with quiet_stderr(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                                profile_memory=True) as prof:
         fn()
     with tempfile.NamedTemporaryFile(suffix=".json") as trace:
         prof.export_chrome_trace(trace.name)

@@ -90,7 +90,7 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x):
         B, T, C = x.size()  # batch, sequence length, embedding dim (n_embd)
         q, k = self.c_qk(x).split(C, dim=2)
-        v = self.c_v(x)
+        v = self.c_v(x).to(q.dtype)  # identity values too are in the dtype autocast gives q and k
         # split the channels into heads: (B, T, C) -> (B, nh, T, hs)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         y = self.attend(q, k, v)  # (B, nh, T, hs)
@@ -128,7 +128,7 @@ def shaped_attention(q, k, v, alpha, beta, gamma):
     shaped_attention_matrix below is the explicit form the tests hold this to.
     """
     softmax_v = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
-    return ShapedSum.apply(v, softmax_v, alpha, beta, gamma)
+    return ShapedSum.apply(v, softmax_v, alpha, beta, gamma)  # alpha v + beta softmax_v - gamma C v
 
 
 def positions(T, device):
@@ -136,42 +136,38 @@ def positions(T, device):
     return torch.arange(1, T + 1, device=device, dtype=torch.float32).view(T, 1)
 
 
-def running_mean(v):
-    """C v, the mean of v over positions <= t, accumulated in fp32 (a bf16 running sum drifts). (B, nh, T, hs)"""
-    return v.cumsum(dim=-2, dtype=torch.float32).div_(positions(v.size(-2), v.device))
-
-
 class ShapedSum(torch.autograd.Function):
     """alpha v + beta softmax_v - gamma C v, per head, with a hand-written backward.
 
-    Left to autograd, this elementwise sum would keep every fp32 intermediate alive until the
-    backward pass: several times the memory of the attention itself. The backward below needs
-    only v and softmax_v, which SDPA keeps for its own backward anyway, and recomputes C v.
+    Left to autograd, this elementwise sum would keep its fp32 intermediates alive until the
+    backward pass: several times the memory of the attention itself. Here the backward needs only
+    v and softmax_v, which SDPA keeps for its own backward anyway. Everything is computed in v's
+    dtype (bf16 under autocast: mixed-dtype ops would make hidden fp32 copies), except the running
+    sums, which are fp32 because a bf16 running sum drifts.
     """
 
     @staticmethod
     def forward(ctx, v, softmax_v, alpha, beta, gamma):
         ctx.save_for_backward(v, softmax_v, alpha, beta, gamma)
-        alpha, beta, gamma = (g.view(-1, 1, 1) for g in (alpha, beta, gamma))  # (nh, 1, 1)
-        out = running_mean(v).mul_(-gamma)  # fp32, updated in place
-        return out.addcmul_(v, alpha).addcmul_(softmax_v, beta).to(v.dtype)
+        c_scale = -gamma.view(-1, 1, 1) / positions(v.size(-2), v.device)  # (nh, T, 1): -gamma / (t+1)
+        out = v.cumsum(dim=-2, dtype=torch.float32).mul_(c_scale).to(v.dtype)  # -gamma C v
+        alpha, beta = (g.to(v.dtype).view(-1, 1, 1) for g in (alpha, beta))  # (nh, 1, 1)
+        return out.addcmul_(v, alpha).addcmul_(softmax_v, beta)
 
     @staticmethod
     def backward(ctx, grad):
         v, softmax_v, alpha, beta, gamma = ctx.saved_tensors
-        per_head = (0, 2, 3)  # sum over batch, positions and channels
-        grad_alpha = (grad * v).sum(per_head, dtype=torch.float32)
-        grad_beta = (grad * softmax_v).sum(per_head, dtype=torch.float32)
-        grad_gamma = -running_mean(v).mul_(grad).sum(per_head)
-        alpha, beta, gamma = (g.view(-1, 1, 1) for g in (alpha, beta, gamma))
         # through C the gradient is C^T grad: (C^T g)_j = sum over i >= j of g_i / (i+1), a running
-        # sum from the end, computed in one fp32 buffer as (sum over all i) - (sum over i <= j) + (term j)
-        count = positions(grad.size(-2), grad.device)
-        through_c = (grad / count).cumsum_(dim=-2)  # sum over i <= j of g_i / (i+1)
-        total = through_c[..., -1:, :].clone()
-        through_c.neg_().add_(total).addcdiv_(grad, count)
-        grad_v = through_c.mul_(-gamma).addcmul_(grad, alpha).to(v.dtype)
-        return grad_v, (beta * grad).to(softmax_v.dtype), grad_alpha, grad_beta, grad_gamma
+        # sum from the end: flip the positions, take the running sum, flip back
+        scaled = grad.float() / positions(grad.size(-2), grad.device)
+        through_c = scaled.flip(-2).cumsum_(dim=-2).flip(-2).to(v.dtype)
+        per_head = (0, 2, 3)  # sum over batch, positions and channels
+        grad_alpha = (grad * v).sum(per_head).float()
+        grad_beta = (grad * softmax_v).sum(per_head).float()
+        grad_gamma = -(through_c * v).sum(per_head).float()  # sum of (C^T g) v = sum of g (C v)
+        alpha, beta, gamma = (g.to(v.dtype).view(-1, 1, 1) for g in (alpha, beta, gamma))
+        grad_v = through_c.mul_(-gamma).addcmul_(grad, alpha)  # alpha g - gamma C^T g
+        return grad_v, grad * beta, grad_alpha, grad_beta, grad_gamma
 
 
 def uniform_causal_matrix(T, device=None):

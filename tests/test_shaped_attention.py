@@ -48,6 +48,21 @@ def test_fused_bf16_within_bf16_tolerance(T):
     torch.testing.assert_close(got.float(), want, rtol=2e-2, atol=2e-2)
 
 
+@pytest.mark.parametrize("T", [1, 64, 257])
+def test_fused_bf16_gradients_within_bf16_tolerance(T):
+    q, k, v, alpha, beta, gamma = random_inputs(T)
+    low = [t.bfloat16().requires_grad_() for t in (q, k, v)] + [g.requires_grad_() for g in (alpha, beta, gamma)]
+    grad_out = torch.randn(B, H, T, D)
+    got = torch.autograd.grad(shaped_attention(*low), low, grad_out.bfloat16())
+    # the reference sees the same bf16-rounded inputs, computed in fp32
+    high = [t.detach().float().requires_grad_() for t in low]
+    want = torch.autograd.grad(explicit(*high), high, grad_out.bfloat16().float())
+    for name, g, w in zip(["q", "k", "v", "alpha", "beta", "gamma"], got, want):
+        assert g.dtype == low[0].dtype if name in "qkv" else g.dtype == torch.float32, name
+        scale = w.abs().max().item()  # the gains' gradients are sums over B*T*D terms
+        torch.testing.assert_close(g.float(), w, rtol=3e-2, atol=3e-2 * scale + 1e-5, msg=name)
+
+
 def test_uniform_causal_matrix():
     C = uniform_causal_matrix(4)
     assert torch.equal(C[2], torch.tensor([1 / 3, 1 / 3, 1 / 3, 0.0]))
