@@ -15,7 +15,7 @@ init.json / init.png (or trained.json / trained.png) into --out.
 
 import json
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -26,8 +26,9 @@ from blocks import BLOCKS
 from blocks.parts import IdentityPlusLinear, ShapedAttention, shaped_attention_matrix, uniform_causal_matrix
 from configurator import ConfigError, parse_config, setting
 from data.bpe import DataError
+from data.dataset import Dataset
 from model import GPT, GPTConfig
-from train import CheckpointError, load_checkpoint, load_dataset, pick_device
+from train import CheckpointError, load_dataset, load_trained_model, pick_device
 
 
 @dataclass
@@ -135,31 +136,16 @@ def learned_gains(model):
 # models and windows
 
 
-def windows(cfg, block_size, vocab_size=None):
-    """batch_size validation windows (B, T) of cfg.dataset, checked against the model's vocabulary."""
-    ds = load_dataset(cfg, master=True)
-    if vocab_size is not None and ds.vocab_size != vocab_size:
-        raise CheckpointError(f"data/{cfg.dataset} has a {ds.vocab_size}-token vocabulary but the checkpoint "
-                              f"expects {vocab_size}: it was rebuilt since; rebuild it as before")
-    return ds.val_windows(block_size, cfg.batch_size)[0], ds.vocab_size
-
-
-def trained_model(folder, cfg):
-    """The model saved in folder/ckpt.pt, and windows from the dataset it was trained on."""
-    ckpt = load_checkpoint(Path(folder) / "ckpt.pt")
-    model = GPT(GPTConfig(**ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
-    idx, _ = windows(replace(cfg, dataset=ckpt["config"]["dataset"]), model.config.block_size, model.config.vocab_size)
-    return model, idx
-
-
 def models(cfg):
-    """(name, model, windows) for every block cfg names at initialisation, or for every checkpoint."""
+    """(name, model, windows) for every block cfg names at initialisation, or for every checkpoint
+    (with windows from the dataset it was trained on)."""
     if cfg.checkpoints:
         for folder in cfg.checkpoints.split(","):
-            yield folder, *trained_model(folder, cfg)
+            model, data_dir = load_trained_model(folder)
+            yield folder, model, Dataset(data_dir).val_windows(model.config.block_size, cfg.batch_size)[0]
         return
-    idx, vocab_size = windows(cfg, cfg.block_size)
+    ds = load_dataset(cfg, master=True)
+    idx, vocab_size = ds.val_windows(cfg.block_size, cfg.batch_size)[0], ds.vocab_size
     for block in cfg.blocks.split(","):
         torch.manual_seed(cfg.seed)  # the same seed for every block, as train.py does
         yield block, GPT(cfg.model_config(block, vocab_size)), idx

@@ -14,8 +14,7 @@ import torch
 
 from configurator import ConfigError, parse_config, setting
 from data.bpe import DataError, load_tokenizer
-from model import GPT, GPTConfig
-from train import DATA_ROOT, CheckpointError, load_checkpoint, pick_device
+from train import CheckpointError, load_trained_model, pick_device
 
 
 @dataclass
@@ -44,15 +43,8 @@ def read_prompt(prompt):
 def sample(cfg):
     if cfg.max_new_tokens < 1 or cfg.num_samples < 1 or cfg.temperature <= 0 or cfg.top_k < 0:
         raise ConfigError("need max_new_tokens >= 1, num_samples >= 1, temperature > 0 and top_k >= 0")
-    ckpt_path = Path(cfg.out_dir.format(block=cfg.block)) / "ckpt.pt"
-    ckpt = load_checkpoint(ckpt_path)
-    model = GPT(GPTConfig(**ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
-    dataset = ckpt["config"]["dataset"]
-    tokenizer = load_tokenizer(DATA_ROOT / dataset)
-    if tokenizer.vocab_size != model.config.vocab_size:
-        raise CheckpointError(f"data/{dataset} has a {tokenizer.vocab_size}-token vocabulary but the checkpoint "
-                              f"expects {model.config.vocab_size}: it was rebuilt since; rebuild it as before")
+    model, data_dir = load_trained_model(cfg.out_dir.format(block=cfg.block))
+    tokenizer = load_tokenizer(data_dir)
     device = pick_device(cfg.device)
     model.to(device).eval()
 
