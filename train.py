@@ -169,7 +169,7 @@ def peak_memory(device):
 
 def measure_matmul_flops(device, dtype, seconds=0.5):
     """This machine's dense matmul rate in FLOP/s, measured: the peak that MFU is taken against."""
-    n = 4096 if device.startswith("cuda") else 2048
+    n = 8192 if device.startswith("cuda") else 2048  # large enough to reach the peak, small enough for a CPU
     a, b = (torch.randn(n, n, device=device, dtype=getattr(torch, dtype)) for _ in range(2))
     a @ b  # warm up
     synchronize(device)
@@ -309,6 +309,8 @@ def train(cfg, explicit=frozenset()):
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
     device_type = torch.device(device).type
     dtype = pick_dtype(cfg.dtype, device_type)
+    if device_type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # float32 matmuls in TF32 on GPUs that have it
     if cfg.grad_accum % world_size:
         raise ConfigError(f"--grad_accum={cfg.grad_accum} must be a multiple of the {world_size} processes")
     run_dir, ckpt_path, log_path = cfg.run_dir, cfg.run_dir / "ckpt.pt", cfg.run_dir / "log.jsonl"
