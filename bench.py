@@ -30,7 +30,7 @@ from blocks import BLOCKS
 from blocks.parts import shaped_attention, shaped_attention_matrix
 from configurator import ConfigError, parse_config, setting
 from model import GPT, GPTConfig
-from train import autocast, measure_matmul_flops, pick_device, pick_dtype
+from train import autocast, measure_matmul_flops, pick_device, pick_dtype, synchronize
 
 SHAPES = {  # n_layer, n_embd, n_head; T = 128 for both
     "default": (4, 256, 4),  # train.py's default model
@@ -53,11 +53,6 @@ class BenchConfig:
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
     dtype: str = setting("auto", "as in train.py: auto picks bfloat16 where supported",
                          choices=["auto", "float32", "bfloat16", "float16"])
-
-
-def sync(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
 
 
 # -----------------------------------------------------------------------------
@@ -92,7 +87,7 @@ def time_training(block, shape, cfg, device, dtype):
     ctx = autocast(torch.device(device).type, dtype)
     times = []
     for i in range(cfg.steps + 2):  # two warm-up steps
-        sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         with ctx:
             _, loss = runner(x, x)
@@ -100,7 +95,7 @@ def time_training(block, shape, cfg, device, dtype):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        sync(device)
+        synchronize(device)
         if i >= 2:
             times.append(time.perf_counter() - t0)
     return min(times), model
@@ -198,10 +193,10 @@ def run_attention(name, T, device, dtype, repeats=3):
     memory = peak_memory_of(forward_backward, device)
     times = []
     for _ in range(repeats):
-        sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         forward_backward()
-        sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     return min(times), memory
 

@@ -6,10 +6,11 @@ then compare losses, parameters, speed and memory.
     python compare.py config/paper.py          # the paper's recipe, on a GPU
     python compare.py --blocks=pre_ln,sas_p --max_steps=200
 
-Every block trains in its own train.py process, into out_dir (out/compare/{block} by default),
-so its peak memory is its own; every setting but --blocks and --report goes to train.py. A block whose run already finished with the same settings is
-reused, an interrupted one is resumed, so running the command again only redraws the table
-(compare.md) and the plot (compare.png, if matplotlib is installed) from the logs.
+Every setting but --blocks and --report goes to train.py. Every block trains in its own
+train.py process, into out_dir (out/compare/{block} by default), so its peak memory is its own.
+A block whose run already finished with the same settings is reused, an interrupted one is
+resumed, so running the command again only redraws the table (compare.md) and the plot
+(compare.png, if matplotlib is installed) from the logs.
 """
 
 import json
