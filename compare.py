@@ -126,8 +126,9 @@ def plot(results, path):
     fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for r in results:
         steps, times, losses = zip(*r["curve"])
-        by_step.plot(steps, losses, label=r["block"])
-        by_time.plot([t / 60 for t in times], losses, label=r["block"])
+        label = f"{r['block']} (final {losses[-1]:.3f})"  # names a block even when its curve is off the chart
+        by_step.plot(steps, losses, label=label)
+        by_time.plot([t / 60 for t in times], losses, label=label)
     by_step.set(xlabel="step", ylabel="validation loss", title="per step")
     by_time.set(xlabel="training time (minutes)", title="per wall-clock time")
     best = min(min(r["curve"], key=lambda c: c[2])[2] for r in results)
