@@ -14,20 +14,11 @@ from blocks import BLOCKS
 from blocks.parts import RMSNorm
 from configurator import parse_config
 from data.prepare import prepare
-from exercises.checks import under_test
+from exercises.checks import randomise, under_test
 from model import GPT, GPTConfig
 
 exercise = under_test("dynamic_tanh")
 CONFIG = GPTConfig(block="sas_p", vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32)
-
-
-def randomise(module):
-    """Trained-looking weights: at initialisation W_Q = 0 and the gains are 1, which would hide mistakes."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.normal_(0.0, 0.3)
-    return module
 
 
 def test_dyt_computes_its_formula():
