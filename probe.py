@@ -75,9 +75,7 @@ def mean_cosine_similarity(x):
 def softmax_attention(attn, x):
     """The softmax part A of an attention module's matrix for its input x (B, T, C): (B, nh, T, T).
     Standard and shaped attention share it; shaped attention adds alpha I - gamma C around it."""
-    B, T, C = x.size()
-    q, k = attn.c_qk(x).split(C, dim=2)
-    q, k = (t.view(B, T, attn.n_head, C // attn.n_head).transpose(1, 2) for t in (q, k))  # (B, nh, T, hs)
+    q, k, _ = attn.heads(x)  # (B, nh, T, hs)
     off, on = torch.zeros(attn.n_head, device=x.device), torch.ones(attn.n_head, device=x.device)
     return shaped_attention_matrix(q, k, alpha=off, beta=on, gamma=off)  # 0 I + 1 A - 0 C = A
 

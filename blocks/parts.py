@@ -87,13 +87,16 @@ class CausalSelfAttention(nn.Module):
     def attend(self, q, k, v):
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
-    def forward(self, x):
+    def heads(self, x):
+        """q, k, v of x (B, T, C), the channels split into heads: (B, nh, T, hs) each."""
         B, T, C = x.size()  # batch, sequence length, embedding dim (n_embd)
         q, k = self.c_qk(x).split(C, dim=2)
         v = self.c_v(x).to(q.dtype)  # identity values too are in the dtype autocast gives q and k
-        # split the channels into heads: (B, T, C) -> (B, nh, T, hs)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = self.attend(q, k, v)  # (B, nh, T, hs)
+        return (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+
+    def forward(self, x):
+        B, T, C = x.size()
+        y = self.attend(*self.heads(x))  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.c_proj(y)
 
