@@ -59,6 +59,20 @@ class BenchConfig:
 # throughput of every block
 
 
+def best_seconds(fn, device, repeats, warmup=0):
+    """The fastest of `repeats` timed calls of fn(), after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
 def parse_shape(name):
     """(n_layer, n_embd, n_head) of a named shape or of one written as 12x128x4."""
     if name in SHAPES:
@@ -85,20 +99,16 @@ def time_training(block, shape, cfg, device, dtype):
     runner = torch.compile(model) if cfg.compile else model
     x = torch.randint(0, cfg.vocab_size, (cfg.batch_size, 128), device=device)
     ctx = autocast(torch.device(device).type, dtype)
-    times = []
-    for i in range(cfg.steps + 2):  # two warm-up steps
-        synchronize(device)
-        t0 = time.perf_counter()
+
+    def step():
         with ctx:
             _, loss = runner(x, x)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        synchronize(device)
-        if i >= 2:
-            times.append(time.perf_counter() - t0)
-    return min(times), model
+
+    return best_seconds(step, device, cfg.steps, warmup=2), model
 
 
 def throughput(cfg, device, dtype, blocks):
@@ -191,14 +201,7 @@ def run_attention(name, T, device, dtype, repeats=3):
 
     forward_backward()  # warm up
     memory = peak_memory_of(forward_backward, device)
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        t0 = time.perf_counter()
-        forward_backward()
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return min(times), memory
+    return best_seconds(forward_backward, device, repeats), memory
 
 
 def attention(cfg, device, dtype):
