@@ -26,7 +26,6 @@ from blocks import BLOCKS
 from blocks.parts import IdentityPlusLinear, ShapedAttention, shaped_attention_matrix, uniform_causal_matrix
 from configurator import ConfigError, parse_config, setting
 from data.bpe import DataError
-from data.dataset import Dataset
 from model import GPT, GPTConfig
 from train import CheckpointError, load_dataset, load_trained_model, pick_device
 
@@ -139,8 +138,8 @@ def models(cfg):
     (with windows from the dataset it was trained on)."""
     if cfg.checkpoints:
         for folder in cfg.checkpoints.split(","):
-            model, data_dir = load_trained_model(folder)
-            yield folder, model, Dataset(data_dir).val_windows(model.config.block_size, cfg.batch_size)[0]
+            model, dataset = load_trained_model(folder)
+            yield folder, model, dataset.val_windows(model.config.block_size, cfg.batch_size)[0]
         return
     ds = load_dataset(cfg, master=True)
     idx, vocab_size = ds.val_windows(cfg.block_size, cfg.batch_size)[0], ds.vocab_size

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from configurator import ConfigError, parse_config, setting
-from data.bpe import DataError, load_tokenizer
+from data.bpe import DataError
 from train import CheckpointError, load_trained_model, pick_device
 
 
@@ -43,8 +43,8 @@ def read_prompt(prompt):
 def sample(cfg):
     if cfg.max_new_tokens < 1 or cfg.num_samples < 1 or cfg.temperature <= 0 or cfg.top_k < 0:
         raise ConfigError("need max_new_tokens >= 1, num_samples >= 1, temperature > 0 and top_k >= 0")
-    model, data_dir = load_trained_model(cfg.out_dir.format(block=cfg.block))
-    tokenizer = load_tokenizer(data_dir)
+    model, dataset = load_trained_model(cfg.out_dir.format(block=cfg.block))
+    tokenizer = dataset.tokenizer
     device = pick_device(cfg.device)
     model.to(device).eval()
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from blocks import BLOCKS
 from configurator import ConfigError, parse_config, setting
-from data.bpe import DataError, load_tokenizer
+from data.bpe import DataError
 from data.dataset import Dataset
 from data.prepare import prepare
 from model import GPT, GPTConfig
@@ -240,17 +240,17 @@ def load_checkpoint(path):
 
 
 def load_trained_model(run_dir):
-    """The GPT saved in run_dir/ckpt.pt, and the folder of the dataset it was trained on, whose
-    tokenizer must still fit the model (it does not if the dataset was rebuilt differently since)."""
+    """The GPT saved in run_dir/ckpt.pt, and the Dataset it was trained on, whose tokenizer must
+    still fit the model (it does not if the dataset was rebuilt differently since)."""
     ckpt = load_checkpoint(Path(run_dir) / "ckpt.pt")
     model = GPT(GPTConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
-    data_dir = DATA_ROOT / ckpt["config"]["dataset"]
-    vocab_size = load_tokenizer(data_dir).vocab_size
-    if vocab_size != model.config.vocab_size:
-        raise CheckpointError(f"{data_dir} has a {vocab_size}-token vocabulary but the model in {run_dir} has "
-                              f"{model.config.vocab_size}: the dataset was rebuilt since; rebuild it as it was")
-    return model, data_dir
+    dataset = Dataset(DATA_ROOT / ckpt["config"]["dataset"])
+    if dataset.vocab_size != model.config.vocab_size:
+        raise CheckpointError(f"{dataset.data_dir} has a {dataset.vocab_size}-token vocabulary but the model in "
+                              f"{run_dir} has {model.config.vocab_size}: the dataset was rebuilt since; "
+                              f"rebuild it as it was")
+    return model, dataset
 
 
 def read_log(path, up_to_step=None):
