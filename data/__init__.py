@@ -1,8 +1,33 @@
 """
 The data side of nanoSAS: `python data/prepare.py` builds a dataset folder, data.dataset.Dataset reads it.
 
-    from data.dataset import Dataset
-    ds = Dataset("data/stdlib")
+    from data import load_dataset
+    ds = load_dataset("stdlib")  # data/stdlib, built from this Python's standard library on first use
     x, y = ds.get_batch("train", batch_size=8, block_size=128, generator=torch.Generator().manual_seed(0))
-    print(ds.decode(x[0].tolist()))
+    print(ds.tokenizer.decode(x[0].tolist()))
 """
+
+from pathlib import Path
+
+DATA_DIR = Path(__file__).resolve().parent
+DEFAULT_DATASET = "stdlib"
+
+
+def dataset_dir(name):
+    """Where a --dataset setting points: a bare name is a folder under data/ (stdlib -> data/stdlib),
+    anything with a slash is a path, relative to the current directory (./mine, ~/datasets/mine)."""
+    if "/" not in name and name not in (".", ".."):
+        return DATA_DIR / name
+    return Path(name).expanduser().resolve()
+
+
+def load_dataset(name):
+    """The Dataset a --dataset setting names; the default one is built on first use."""
+    from data.dataset import Dataset
+    from data.prepare import prepare
+
+    path = dataset_dir(name)
+    if name == DEFAULT_DATASET and not path.exists():
+        print("first run: building the default dataset from this Python's standard library")
+        prepare(path)
+    return Dataset(path)
