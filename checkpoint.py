@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from configurator import ConfigError
 from data import dataset_dir
 from data.dataset import Dataset
 from model import GPT, GPTConfig
@@ -18,15 +19,30 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable or does not fit the run."""
 
 
+def run_dir(out_dir, block):
+    """The run folder an --out_dir setting names for a block: its {block} placeholder filled in."""
+    try:
+        return Path(out_dir.format(block=block))
+    except (KeyError, IndexError, ValueError):
+        raise ConfigError(f"--out_dir={out_dir}: the only placeholder it may hold is {{block}}") from None
+
+
 def save_checkpoint(path, state):
     """Write to a temporary file, fsync, then rename over the old checkpoint: a kill at any
-    moment leaves either the old or the new checkpoint, never a torn one."""
+    moment leaves either the old or the new checkpoint, never a torn one. A failed write (a full
+    disk) removes the temporary file and keeps the old checkpoint."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch's writer reports a failed write as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
+        raise CheckpointError(f"could not write a checkpoint to {path} ({reason}); the previous checkpoint is kept: "
+                              f"make room and continue with --resume") from None
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -1,5 +1,5 @@
 """
-Device, precision and timing helpers shared by train.py, sample.py, bench.py, compare.py and probe.py.
+What every script shares: the exit status convention, and device, precision and timing helpers.
 """
 
 import sys
@@ -8,7 +8,32 @@ from contextlib import nullcontext
 
 import torch
 
+from checkpoint import CheckpointError
 from configurator import ConfigError
+from data.bpe import DataError
+
+# ---------------------------------------------------------------------------------------------------
+# exit statuses, the same for every script
+
+
+def run_main(main, argv):
+    """Run a script's main(argv), which returns its exit status, and exit with it. A refused input exits
+    with one line on stderr saying what was wrong: 2 for bad usage (a setting, a flag, a config file),
+    1 for anything else (a missing or damaged checkpoint or dataset, a diverged run). A run stopped by
+    a signal exits 128 + its number (130 for Ctrl-C, 143 for SIGTERM), as shells expect."""
+    try:
+        status = main(argv)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        status = 2
+    except (CheckpointError, DataError, FloatingPointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        status = 1
+    sys.exit(status)
+
+
+# ---------------------------------------------------------------------------------------------------
+# device, precision, timing
 
 
 def pick_device(name):
@@ -83,4 +108,9 @@ def measure_matmul_flops(device, dtype, seconds=0.5):
             a @ b
         synchronize(device)
         count += 4
-    return 2 * n**3 * count / (time.perf_counter() - start)
+    flops = 2 * n**3 * count / (time.perf_counter() - start)
+    if device.startswith("cuda"):  # the matrices were not the run's: free them, forget their peak
+        del a, b
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    return flops

@@ -22,12 +22,11 @@ from pathlib import Path
 import torch
 
 from blocks import BLOCKS, LADDER
+from checkpoint import CheckpointError, load_checkpoint, read_log
+from common import run_main
 from configurator import ConfigError, parse_config, setting
-from model import GPT
-from train import CheckpointError, TrainConfig, load_checkpoint, read_log
-
-# settings that do not change what a run computes: a finished run is reused whatever they say
-BOOKKEEPING = {"resume", "overwrite", "checkpoint_interval", "log_interval", "device", "compile"}
+from model import GPT, GPTConfig
+from train import BOOKKEEPING, TrainConfig  # compare.py runs train.py: it speaks train.py's settings
 
 
 @dataclass
@@ -49,9 +48,9 @@ def parse(argv):
     own = {f.name for f in fields(CompareConfig)}
     mine = [arg for arg in argv
             if arg in ("-h", "--help") or (arg.startswith("--") and arg[2:].partition("=")[0] in own)]
-    cfg = parse_config(CompareConfig, mine, "compare.py")[0]
+    cfg = parse_config(CompareConfig, mine, "compare.py")
     rest = ["--out_dir=out/compare/{block}"] + [arg for arg in argv if arg not in mine]
-    runs = [parse_config(TrainConfig, rest + [f"--block={block}"], "train.py")[0] for block in cfg.blocks.split(",")]
+    runs = [parse_config(TrainConfig, rest + [f"--block={block}"], "train.py") for block in cfg.blocks.split(",")]
     if len({run.run_dir for run in runs}) < len(runs):
         raise ConfigError("out_dir must contain {block}, so that every block gets its own run folder")
     return cfg, runs
@@ -86,20 +85,28 @@ def summarise(run):
     ckpt = load_checkpoint(run.run_dir / "ckpt.pt")
     rows = read_log(run.run_dir / "log.jsonl")
     with torch.device("meta"):  # only the shapes, to count parameters
-        model = GPT(TrainConfig(**ckpt["config"]).model_config(ckpt["model_config"]["vocab_size"]))
-    tokens_per_step = run.batch_size * run.grad_accum * run.block_size
+        model = GPT(GPTConfig(**ckpt["model_config"]))
     train_time = ckpt["train_time"]
     return {
         "block": run.block,
         "params": model.num_params(),
         "non_embedding_params": model.num_params(non_embedding=True),
-        "train_loss": rows[-1]["train_loss"],
-        "val_loss": next(r["val_loss"] for r in reversed(rows) if "val_loss" in r),
+        "train_loss": latest(rows, "train_loss"),
+        "val_loss": latest(rows, "val_loss"),
         "steps_per_sec": ckpt["step"] / train_time,
-        "tokens_per_sec": ckpt["step"] * tokens_per_step / train_time,
+        "tokens_per_sec": ckpt["step"] * run.tokens_per_step / train_time,
         "peak_memory": max(r["peak_memory"] for r in rows),
         "curve": [(r["step"], r["time"], r["val_loss"]) for r in rows if "val_loss" in r],
     }
+
+
+def latest(rows, key):
+    """The last value of key in the log's rows; None if no row has one (every step skipped as non-finite)."""
+    return next((row[key] for row in reversed(rows) if key in row), None)
+
+
+def format_loss(value):
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def table(results):
@@ -109,7 +116,7 @@ def table(results):
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         lines.append(f"| {r['block']} | {r['params'] / 1e6:.2f}M | {r['non_embedding_params'] / 1e6:.2f}M | "
-                     f"{r['train_loss']:.3f} | {r['val_loss']:.3f} | {r['val_loss'] / base['val_loss'] - 1:+.1%} | "
+                     f"{format_loss(r['train_loss'])} | {r['val_loss']:.3f} | {r['val_loss'] / base['val_loss'] - 1:+.1%} | "
                      f"{r['steps_per_sec']:.2f} | {r['steps_per_sec'] / base['steps_per_sec']:.2f}x | "
                      f"{r['peak_memory'] / 2**20:.0f} MiB |")
     return "\n".join(lines)
@@ -155,8 +162,10 @@ def compare(cfg, runs):
     return results
 
 
+def main(argv):
+    compare(*parse(argv))
+    return 0
+
+
 if __name__ == "__main__":
-    try:
-        compare(*parse(sys.argv[1:]))
-    except (ConfigError, CheckpointError) as e:
-        sys.exit(f"error: {e}")
+    run_main(main, sys.argv[1:])

@@ -14,6 +14,7 @@ Anything unknown or of the wrong type is refused with a one-line error.
 import ast
 import dataclasses
 import difflib
+import math
 
 
 class ConfigError(ValueError):
@@ -47,6 +48,8 @@ def check_value(f, value, source):
     kind = type(f.default)
     if not (isinstance(value, kind) or (kind is float and type(value) is int)) or (kind is int and type(value) is bool):
         raise ConfigError(f"{source} sets {f.name}={value!r}, but it must be of type {kind.__name__}")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"{source} sets {f.name}={value!r}; it must be a finite number")
     choices = f.metadata["choices"]
     if choices and value not in choices:
         raise ConfigError(f"{f.name}={value!r} is not valid; choose one of: {', '.join(map(str, choices))}")
@@ -59,8 +62,8 @@ def unknown(name, fields, source):
     return ConfigError(f"{source}: unknown setting {name!r}; {hint}valid settings: {', '.join(fields)}")
 
 
-def parse_config(cls, argv, program):
-    """Build cls from argv. Returns (config, the names the user set explicitly).
+def parse_config(cls, argv, program, defaults=None):
+    """Build cls from argv, starting from the defaults (a dict; by default the fields' own).
     With -h or --help, prints every setting with its default and help, and exits."""
     if "-h" in argv or "--help" in argv:
         print(usage(cls, program))
@@ -80,28 +83,40 @@ def parse_config(cls, argv, program):
         else:
             raise ConfigError(f"cannot read argument {arg!r}: give config files (*.py) and --key=value settings")
 
-    values = {name: f.default for name, f in fields.items()} | flags
-    explicit = set(flags)
+    values = {name: f.default for name, f in fields.items()} | (defaults or {}) | flags
     for path in files:
-        try:
-            with open(path) as file:
-                tree = ast.parse(file.read(), path)
-        except OSError as e:
-            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
-        namespace = dict(values)
-        exec(compile(tree, path, "exec"), namespace)
-        assigned = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-        for name in sorted(assigned):
-            if name.startswith("_"):  # a config file's own helper variables
-                continue
-            if name not in fields:
-                raise unknown(name, fields, path)
-            values[name] = check_value(fields[name], namespace[name], path)
-            explicit.add(name)
+        values |= read_config_file(path, values, fields)
         values |= flags  # flags win over config files
     for name, value in values.items():
         check_value(fields[name], value, f"--{name}")
     try:
-        return cls(**values), explicit
+        return cls(**values)
     except ValueError as e:  # the dataclass's own checks, in __post_init__
         raise ConfigError(str(e)) from None
+
+
+def read_config_file(path, values, fields):
+    """The settings a config file assigns. It runs with the settings chosen so far in scope."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            tree = ast.parse(file.read(), path)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8") from None
+    except SyntaxError as e:
+        raise ConfigError(f"config file {path}, line {e.lineno}: {e.msg}") from None
+    namespace = dict(values)
+    try:
+        exec(compile(tree, path, "exec"), namespace)
+    except Exception as e:  # a config file is a user's Python: any error is theirs to fix
+        raise ConfigError(f"config file {path} raised {type(e).__name__}: {e}") from None
+    assigned = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    settings = {}
+    for name in sorted(assigned):
+        if name.startswith("_"):  # a config file's own helper variables
+            continue
+        if name not in fields:
+            raise unknown(name, fields, path)
+        settings[name] = check_value(fields[name], namespace[name], path)
+    return settings

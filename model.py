@@ -8,7 +8,8 @@ Where the paper and the official code (bobby-he/simplified_transformers)
 disagree, we follow the code and say so where it matters.
 """
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -16,27 +17,48 @@ from torch.nn import functional as F
 
 from blocks import BLOCKS
 from blocks.parts import IdentityPlusLinear, RMSNorm, ShapedAttention
+from configurator import setting
 
 
 @dataclass
-class GPTConfig:
-    block: str = "pre_ln"  # which block of blocks/ every layer uses
-    vocab_size: int = 4097  # the default stdlib BPE: 4096 tokens + <|endoftext|>
-    block_size: int = 128  # context length T (the paper trains at 128)
-    n_layer: int = 6
-    n_head: int = 6
-    n_embd: int = 384
-    mlp_ratio: int = 4  # MLP width = mlp_ratio * n_embd
-    mlp_gain: float = 0.1  # beta_FF at init in the shaped blocks: O(1/sqrt(depth)), 0.1 at depth 18 (§4.1)
+class ModelSettings:
+    """The settings that shape a model, as train.py, probe.py and compare.py take them (--n_layer=...).
+    A new model setting is added here, once: the scripts' settings and GPTConfig inherit it."""
+    n_layer: int = setting(4, "number of blocks")
+    n_head: int = setting(4, "attention heads per block (head size n_embd / n_head; the paper: 64)")
+    n_embd: int = setting(256, "width of the residual stream")
+    block_size: int = setting(128, "context length T in tokens (the paper trains at 128)")
+    mlp_ratio: int = setting(4, "MLP hidden width = mlp_ratio * n_embd")
+    # beta_FF at init in the shaped blocks: O(1/sqrt(depth)), 0.1 at depth 18 (§4.1)
+    mlp_gain: float = setting(0.1, "initial beta_FF, the MLP branch gain of the shaped blocks: O(1/sqrt(n_layer))")
 
     def __post_init__(self):
-        if self.block not in BLOCKS:
-            raise ValueError(f"unknown block {self.block!r}; valid blocks: {', '.join(BLOCKS)}")
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "mlp_ratio"):
+        for name in ("block_size", "n_layer", "n_head", "n_embd", "mlp_ratio"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) > 0):
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.n_embd % self.n_head != 0:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if not math.isfinite(self.mlp_gain):
+            raise ValueError(f"mlp_gain must be a finite number, got {self.mlp_gain}")
+
+
+@dataclass
+class GPTConfig(ModelSettings):
+    block: str = "pre_ln"  # which block of blocks/ every layer uses
+    vocab_size: int = 4097  # the default stdlib BPE: 4096 tokens + <|endoftext|>
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.block not in BLOCKS:
+            raise ValueError(f"unknown block {self.block!r}; valid blocks: {', '.join(BLOCKS)}")
+        if not (isinstance(self.vocab_size, int) and self.vocab_size > 0):
+            raise ValueError(f"vocab_size must be a positive integer, got {self.vocab_size!r}")
+
+    @classmethod
+    def of(cls, settings, block, vocab_size):
+        """The GPTConfig of a script's settings (a ModelSettings), for one block and vocabulary."""
+        shape = {f.name: getattr(settings, f.name) for f in fields(ModelSettings)}
+        return cls(**shape, block=block, vocab_size=vocab_size)
 
 
 class GPT(nn.Module):
@@ -98,9 +120,15 @@ class GPT(nn.Module):
                 nn.init.zeros_(module.delta.weight)
                 nn.init.ones_(module.alpha)
                 nn.init.ones_(module.beta)
-        for block in self.blocks:  # a block's own parameters (not its parts') are its branch gains
+        # A block's own parameters (not its parts') are its branch gains. A block file that adds
+        # one must give it a starting value here: an unknown name stops the model being built.
+        branch_gains = {"beta_sa": 1.0, "alpha_ff": 1.0, "beta_ff": self.config.mlp_gain}
+        for block in self.blocks:
             for name, gain in block.named_parameters(recurse=False):
-                nn.init.constant_(gain, self.config.mlp_gain if name == "beta_ff" else 1.0)
+                if name not in branch_gains:
+                    raise KeyError(f"{type(block).__module__} has a parameter {name!r} that GPT.init_weights "
+                                   f"gives no starting value; add it to branch_gains")
+                nn.init.constant_(gain, branch_gains[name])
 
     def num_params(self, non_embedding=False):
         """Number of parameters. The head is tied to wte, so it is counted once.

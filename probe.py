@@ -24,37 +24,35 @@ from tqdm import tqdm
 
 from blocks import BLOCKS
 from blocks.parts import IdentityPlusLinear, ShapedAttention, shaped_attention_matrix, uniform_causal_matrix
+from checkpoint import CheckpointError, load_trained_model
+from common import pick_device, run_main
 from configurator import ConfigError, parse_config, setting
-from data.bpe import DataError
-from model import GPT, GPTConfig
-from train import CheckpointError, load_dataset, load_trained_model, pick_device
+from data import load_dataset
+from model import GPT, GPTConfig, ModelSettings
 
 
 @dataclass
-class ProbeConfig:
+class ProbeConfig(ModelSettings):  # the model's shape settings come from ModelSettings; deeper by default here
+    n_layer: int = setting(18, "number of blocks (the paper: 18, and 72 in its depth experiment)")
     blocks: str = setting(",".join(BLOCKS), "comma-separated blocks to probe at initialisation")
     checkpoints: str = setting("", "comma-separated run folders (e.g. out/pre_ln,out/sas_p): probe these trained "
                                    "models instead, and report their learned gains")
-    n_layer: int = setting(18, "number of blocks (the paper: 18, and 72 in its depth experiment)")
-    n_head: int = setting(4, "attention heads per block")
-    n_embd: int = setting(256, "width of the residual stream")
-    block_size: int = setting(128, "tokens per window (the paper uses 128)")
     batch_size: int = setting(16, "validation windows the measurements are averaged over")
-    dataset: str = setting("stdlib", "dataset folder under data/, or a path, for the windows (at init the "
-                                     "tokens matter little; a checkpoint uses its own dataset)")
+    dataset: str = setting("stdlib", "dataset for the windows: a folder name under data/, or a path with a slash "
+                                     "(at init the tokens matter little; a checkpoint uses its own dataset)")
     out: str = setting("out/probe", "folder for the JSON of the raw numbers and the PNG plot")
     seed: int = setting(1337, "seeds the initialisation: every block starts from the same seed")
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
 
     def __post_init__(self):
+        super().__post_init__()
         for block in self.blocks.split(","):
-            self.model_config(block, vocab_size=1)  # GPTConfig checks the name and the sizes
+            self.model_config(block, vocab_size=1)  # GPTConfig checks the name
         if self.block_size < 2 or self.batch_size < 1:
             raise ConfigError("need block_size >= 2 (pairs of positions) and batch_size >= 1")
 
     def model_config(self, block, vocab_size):
-        return GPTConfig(block=block, vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
-                         n_head=self.n_head, n_embd=self.n_embd)
+        return GPTConfig.of(self, block, vocab_size)
 
 
 # -----------------------------------------------------------------------------
@@ -141,7 +139,7 @@ def models(cfg):
             model, dataset = load_trained_model(folder)
             yield folder, model, dataset.val_windows(model.config.block_size, cfg.batch_size)[0]
         return
-    ds = load_dataset(cfg, master=True)
+    ds = load_dataset(cfg.dataset)
     idx, vocab_size = ds.val_windows(cfg.block_size, cfg.batch_size)[0], ds.vocab_size
     for block in cfg.blocks.split(","):
         torch.manual_seed(cfg.seed)  # the same seed for every block, as train.py does
@@ -259,8 +257,10 @@ def plot(results, uniform, path):
     print(f"wrote {path}")
 
 
+def main(argv):
+    probe(parse_config(ProbeConfig, argv, "probe.py"))
+    return 0
+
+
 if __name__ == "__main__":
-    try:
-        probe(parse_config(ProbeConfig, sys.argv[1:], "probe.py")[0])
-    except (ConfigError, CheckpointError, DataError) as e:
-        sys.exit(f"error: {e}")
+    run_main(main, sys.argv[1:])

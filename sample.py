@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
+from checkpoint import load_trained_model, run_dir
+from common import pick_device, run_main
 from configurator import ConfigError, parse_config, setting
-from data.bpe import DataError
-from train import CheckpointError, load_trained_model, pick_device
 
 
 @dataclass
@@ -28,6 +28,9 @@ class SampleConfig:
     top_k: int = setting(200, "sample only among the k most likely tokens (0: all)")
     seed: int = setting(1337, "random seed: the same seed gives the same samples")
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
+
+    def __post_init__(self):
+        run_dir(self.out_dir, self.block)  # refuses a placeholder other than {block}
 
 
 def read_prompt(prompt):
@@ -43,12 +46,12 @@ def read_prompt(prompt):
 def sample(cfg):
     if cfg.max_new_tokens < 1 or cfg.num_samples < 1 or cfg.temperature <= 0 or cfg.top_k < 0:
         raise ConfigError("need max_new_tokens >= 1, num_samples >= 1, temperature > 0 and top_k >= 0")
-    model, dataset = load_trained_model(cfg.out_dir.format(block=cfg.block))
-    tokenizer = dataset.tokenizer
+    prompt = read_prompt(cfg.prompt)
     device = pick_device(cfg.device)
+    model, dataset = load_trained_model(run_dir(cfg.out_dir, cfg.block))
+    tokenizer = dataset.tokenizer
     model.to(device).eval()
 
-    prompt = read_prompt(cfg.prompt)
     ids = tokenizer.encode(prompt) if prompt else [tokenizer.eot_token]
     idx = torch.tensor([ids] * cfg.num_samples, device=device)
     torch.manual_seed(cfg.seed)
@@ -60,8 +63,10 @@ def sample(cfg):
     return samples
 
 
+def main(argv):
+    sample(parse_config(SampleConfig, argv, "sample.py"))
+    return 0
+
+
 if __name__ == "__main__":
-    try:
-        sample(parse_config(SampleConfig, sys.argv[1:], "sample.py")[0])
-    except (ConfigError, CheckpointError, DataError) as e:
-        sys.exit(f"error: {e}")
+    run_main(main, sys.argv[1:])

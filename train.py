@@ -1,15 +1,15 @@
 """
 Train a GPT built from any block of the ladder.
 
-    python train.py                        # small default model on the stdlib corpus, ~6 min on 2 CPU cores
+    python train.py                        # the small default model on the stdlib corpus
     python train.py --block=sas_p          # any block from blocks/: python train.py --help lists them
     python train.py config/paper.py        # the paper's CodeParrot recipe on one GPU
     python train.py --block=sas_p --resume # continue out/sas_p/ from its last checkpoint
     torchrun --standalone --nproc_per_node=4 train.py config/paper.py
 
-A run writes into out_dir: ckpt.pt (model, optimizer, step, config, data
-position and every RNG state; written atomically, so a crash never leaves a
-broken one), and log.jsonl (step, lr, train loss, val loss, tokens/s, MFU).
+A run folder (out_dir) holds one run: ckpt.pt (model, optimizer, step, settings, data position and
+every RNG state, written atomically, so a crash never leaves a broken one), log.jsonl (a row every
+log_interval steps) and config.json. train() is the whole loop; the functions above it are its parts.
 """
 
 import json
@@ -18,9 +18,8 @@ import os
 import signal
 import sys
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.distributed as dist
@@ -28,28 +27,19 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from blocks import BLOCKS
+from checkpoint import CheckpointError, append_log, load_checkpoint, read_log, run_dir, save_checkpoint
+from common import autocast, measure_matmul_flops, peak_memory, pick_device, pick_dtype, run_main, synchronize
 from configurator import ConfigError, parse_config, setting
-from data.bpe import DataError
-from data.dataset import Dataset
-from data.prepare import prepare
-from model import GPT, GPTConfig
-
-DATA_ROOT = Path(__file__).parent / "data"
+from data import dataset_dir, load_dataset
+from model import GPT, GPTConfig, ModelSettings
 
 
 @dataclass
-class TrainConfig:
-    # data
-    dataset: str = setting("stdlib", "dataset folder under data/, or a path (python data/prepare.py builds one; "
-                                     "stdlib is built on first use)")
-    # model
+class TrainConfig(ModelSettings):  # the model's shape settings (n_layer, n_embd, ...) come from ModelSettings
+    # data and model
+    dataset: str = setting("stdlib", "dataset: a folder name under data/ (stdlib is built on first use), or a path "
+                                     "with a slash (./mine); python data/prepare.py builds one")
     block: str = setting("pre_ln", "the transformer block every layer uses", choices=BLOCKS)
-    n_layer: int = setting(4, "number of blocks")
-    n_head: int = setting(4, "attention heads per block (head size n_embd / n_head; the paper: 64)")
-    n_embd: int = setting(256, "width of the residual stream")
-    block_size: int = setting(128, "context length in tokens (the paper uses 128)")
-    mlp_ratio: int = setting(4, "MLP hidden width = mlp_ratio * n_embd")
-    mlp_gain: float = setting(0.1, "initial beta_FF, the MLP branch gain of the shaped blocks: O(1/sqrt(n_layer))")
     # optimisation
     max_steps: int = setting(1500, "optimizer steps in the whole run")
     batch_size: int = setting(16, "sequences per micro-batch on each process")
@@ -67,9 +57,12 @@ class TrainConfig:
     eval_windows: int = setting(200, "number of fixed validation windows of block_size tokens")
     log_interval: int = setting(25, "write a log row every this many steps")
     checkpoint_interval: int = setting(250, "save a checkpoint every this many steps (and at the end and on Ctrl-C)")
-    out_dir: str = setting("out/{block}", "where the checkpoint and log go; {block} becomes the block name")
-    resume: bool = setting(False, "continue from out_dir/ckpt.pt")
-    overwrite: bool = setting(False, "start afresh even if out_dir already holds a checkpoint (it is replaced)")
+    out_dir: str = setting("out/{block}", "the run folder for checkpoint, log and settings; {block} becomes the block")
+    resume: bool = setting(False, "continue the run in out_dir from its checkpoint, with the settings it was started "
+                                  "with")
+    allow_changes: bool = setting(False, "with --resume: continue with the settings given now where they differ "
+                                         "(e.g. a larger max_steps); what changed is printed and logged")
+    overwrite: bool = setting(False, "start afresh even if out_dir already holds a run (it is replaced)")
     on_nonfinite: str = setting("stop", "on a NaN/inf loss: stop (keeping the last good checkpoint) or skip the batch",
                                 choices=["stop", "skip"])
     # system
@@ -80,110 +73,130 @@ class TrainConfig:
     seed: int = setting(1337, "seeds the initialisation and the batches: the same seed gives every block the same data")
 
     def __post_init__(self):
-        self.model_config(vocab_size=1)  # GPTConfig checks the model settings
+        super().__post_init__()  # the model's settings
         for name in ("max_steps", "batch_size", "grad_accum", "eval_interval", "eval_windows", "log_interval",
                      "checkpoint_interval"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if not 0 <= self.warmup_frac < 1:
-            raise ConfigError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
-
-    def model_config(self, vocab_size):
-        return GPTConfig(block=self.block, vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
-                         n_head=self.n_head, n_embd=self.n_embd, mlp_ratio=self.mlp_ratio, mlp_gain=self.mlp_gain)
+        limits = {"learning_rate": self.learning_rate > 0, "eps": self.eps > 0, "warmup_frac": 0 <= self.warmup_frac < 1,
+                  "beta1": 0 <= self.beta1 < 1, "beta2": 0 <= self.beta2 < 1, "weight_decay": self.weight_decay >= 0,
+                  "grad_clip": self.grad_clip >= 0}
+        wanted = {"learning_rate": "> 0", "eps": "> 0", "warmup_frac": "in [0, 1)", "beta1": "in [0, 1)",
+                  "beta2": "in [0, 1)", "weight_decay": ">= 0", "grad_clip": ">= 0 (0 disables clipping)"}
+        for name, ok in limits.items():
+            if not ok:
+                raise ConfigError(f"{name} must be {wanted[name]}, got {getattr(self, name)}")
+        run_dir(self.out_dir, self.block)  # refuses a placeholder other than {block}
+        if "/" in self.dataset:  # a path: record where it is, so that resuming elsewhere finds the same data
+            self.dataset = str(dataset_dir(self.dataset))
 
     @property
     def run_dir(self):
-        return Path(self.out_dir.format(block=self.block))
+        return run_dir(self.out_dir, self.block)
+
+    @property
+    def tokens_per_step(self):
+        return self.batch_size * self.grad_accum * self.block_size
+
+    def model_config(self, vocab_size):
+        return GPTConfig.of(self, self.block, vocab_size)
 
 
-# settings a checkpoint cannot be resumed with different values of
-MODEL_KEYS = ("dataset", "block", "n_layer", "n_head", "n_embd", "block_size", "mlp_ratio", "mlp_gain")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable or does not fit the run."""
-
-
-# -----------------------------------------------------------------------------
-# device and precision
-
-
-def pick_device(name):
-    if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        return "mps" if torch.backends.mps.is_available() else "cpu"
-    try:
-        kind = torch.device(name).type
-    except RuntimeError:
-        raise ConfigError(f"--device={name} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if not available.get(kind, False):
-        raise ConfigError(f"--device={name} is not available on this machine; use --device=auto")
-    return name
-
-
-def pick_dtype(name, device_type):
-    """bfloat16 autocast where the hardware has it (on this project's 2-core CPU it is ~4x
-    faster than float32), float16 with a grad scaler on GPUs without bfloat16."""
-    bf16_ok = {"cuda": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
-               "cpu": torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported(),
-               "mps": False}[device_type]
-    if name == "auto":
-        if device_type == "cuda":
-            return "bfloat16" if bf16_ok else "float16"
-        return "bfloat16" if bf16_ok else "float32"
-    if name == "bfloat16" and not bf16_ok:
-        raise ConfigError(f"--dtype=bfloat16 is not supported on {device_type} here; use --dtype=float32")
-    if name == "float16" and device_type != "cuda":
-        raise ConfigError("--dtype=float16 is for CUDA GPUs; use --dtype=bfloat16 or float32")
-    return name
-
-
-def autocast(device_type, dtype):
-    if dtype == "float32":
-        return nullcontext()
-    return torch.autocast(device_type, dtype=getattr(torch, dtype))
-
-
-def synchronize(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
-    elif device == "mps":
-        torch.mps.synchronize()
-
-
-def peak_memory(device):
-    """Peak memory of this process so far, in bytes: the CUDA allocator's peak on a GPU, else the
-    peak resident memory of the whole process (interpreter and data included)."""
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated(device)
-    try:
-        import resource  # not on Windows
-    except ImportError:
-        return float("nan")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux KiB
-
-
-def measure_matmul_flops(device, dtype, seconds=0.5):
-    """This machine's dense matmul rate in FLOP/s, measured: the peak that MFU is taken against."""
-    n = 8192 if device.startswith("cuda") else 2048  # large enough to reach the peak, small enough for a CPU
-    a, b = (torch.randn(n, n, device=device, dtype=getattr(torch, dtype)) for _ in range(2))
-    a @ b  # warm up
-    synchronize(device)
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(4):
-            a @ b
-        synchronize(device)
-        count += 4
-    return 2 * n**3 * count / (time.perf_counter() - start)
+# settings that change nothing a run computes: a resumed run may change them freely
+BOOKKEEPING = {"resume", "allow_changes", "overwrite", "eval_interval", "log_interval", "checkpoint_interval", "device",
+               "compile"}
+# settings a checkpoint cannot be continued without: the model's shape and its data
+FIXED = {"dataset", "block"} | {f.name for f in fields(ModelSettings)}
 
 
 # -----------------------------------------------------------------------------
-# learning rate, evaluation, checkpoints
+# settings, processes, stop signals
+
+
+def settings(argv):
+    """The run's settings from argv, and the checkpoint to continue from (None for a new run)."""
+    cfg = parse_config(TrainConfig, argv, "train.py")
+    if not cfg.resume:
+        if (cfg.run_dir / "ckpt.pt").exists() and not cfg.overwrite:
+            raise ConfigError(f"{cfg.run_dir} already holds a run; continue it with --resume, replace it with "
+                              f"--overwrite, or pick another --out_dir")
+        return cfg, None
+    ckpt = load_checkpoint(cfg.run_dir / "ckpt.pt")
+    try:
+        TrainConfig(**ckpt["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{cfg.run_dir / 'ckpt.pt'} was not written by this train.py ({e})") from None
+    cfg = parse_config(TrainConfig, argv, "train.py", defaults=ckpt["config"])  # argv on top of the saved settings
+    changes = changed_settings(ckpt["config"], cfg)
+    described = ", ".join(f"{key}={new!r} (saved: {old!r})" for key, (old, new) in changes.items())
+    if changes.keys() & FIXED:
+        raise CheckpointError(f"the run in {cfg.run_dir} cannot continue with another model or dataset: {described}; "
+                              f"drop those flags, or use another --out_dir")
+    if changes and not cfg.allow_changes:
+        raise ConfigError(f"--resume continues the run in {cfg.run_dir} exactly, but {described}; drop those flags, "
+                          f"or add --allow_changes to continue with them")
+    return cfg, ckpt
+
+
+def changed_settings(saved, cfg):
+    """{setting: (saved value, value now)} for every setting that changes what the run computes."""
+    return {key: (saved[key], value) for key, value in asdict(cfg).items()
+            if key not in BOOKKEEPING and saved[key] != value}
+
+
+@dataclass
+class Processes:
+    """This process's place among torchrun's processes (rank 0 of 1 without torchrun), and its device."""
+    rank: int
+    world_size: int
+    device: str
+
+    @property
+    def master(self):  # the process that logs, evaluates the summary and writes checkpoints
+        return self.rank == 0
+
+
+@contextmanager
+def processes(device_name):
+    """Join torchrun's process group, if launched by torchrun, and leave it on every way out:
+    a process that exits without destroy_process_group can die at exit (SIGABRT)."""
+    device = pick_device(device_name)
+    if "RANK" not in os.environ:
+        yield Processes(0, 1, device)
+        return
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if device.startswith("cuda"):
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+        torch.cuda.set_device(device)
+    cuda = device.startswith("cuda")
+    dist.init_process_group(backend="nccl" if cuda else "gloo", device_id=torch.device(device) if cuda else None)
+    try:
+        yield Processes(rank, world_size, device)
+        dist.barrier()  # nobody tears down while another process still talks
+    finally:
+        dist.destroy_process_group()
+
+
+@contextmanager
+def stop_signals():
+    """Ctrl-C (SIGINT) or SIGTERM asks the loop to stop after the current step, which then saves a
+    checkpoint; a second Ctrl-C kills. Yields a list that holds the signal's number once one came."""
+    received = []
+
+    def request_stop(signum, frame):
+        received.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+# -----------------------------------------------------------------------------
+# the parts of the loop
 
 
 def learning_rate_at(step, cfg):
@@ -194,294 +207,244 @@ def learning_rate_at(step, cfg):
     return cfg.learning_rate * (cfg.max_steps - step) / max(1, cfg.max_steps - warmup)
 
 
-@torch.no_grad()
-def evaluate(model, windows, batch_size, device, ctx, rank=0, world_size=1):
-    """Mean loss over the fixed validation windows, shared out over the processes."""
-    x_all, y_all = windows
-    total, count = torch.zeros((), device=device), torch.zeros((), device=device)
-    model.eval()
-    for x, y in zip(x_all[rank::world_size].split(batch_size), y_all[rank::world_size].split(batch_size)):
+@dataclass
+class State:
+    """Everything a checkpoint holds besides the settings: what it takes to continue a run exactly."""
+    model: GPT
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    data_rng: torch.Generator  # draws the batches, apart from the model's RNG
+    step: int = 0
+    train_time: float = 0.0  # seconds spent in training steps, evaluation excluded
+
+
+def start_or_resume(cfg, ckpt, vocab_size, device, dtype):
+    """The training state: fresh from the seed, or as the checkpoint left it."""
+    torch.manual_seed(cfg.seed)  # the same initial weights for the same block and seed
+    model = GPT(cfg.model_config(vocab_size)).to(device)
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), cfg.eps,
+                                           torch.device(device).type)
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=dtype == "float16")
+    state = State(model, optimizer, scaler, torch.Generator().manual_seed(cfg.seed))
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt["scaler"]:  # empty when the run was not trained in float16
+            scaler.load_state_dict(ckpt["scaler"])
+        state.data_rng.set_state(ckpt["data_rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        state.step, state.train_time = ckpt["step"], ckpt["train_time"]
+    return state
+
+
+def checkpoint(state, cfg, fingerprint):
+    save_checkpoint(cfg.run_dir / "ckpt.pt", {
+        "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+        "scaler": state.scaler.state_dict(), "step": state.step, "train_time": state.train_time,
+        "config": asdict(cfg), "model_config": asdict(state.model.config), "dataset_fingerprint": fingerprint,
+        "data_rng": state.data_rng.get_state(), "torch_rng": torch.get_rng_state()})
+
+
+def train_step(model, state, micro_batches, cfg, ctx, procs):
+    """One optimizer step over this process's micro-batches; returns the mean loss over all of them,
+    or None if it was not finite and the step was skipped (--on_nonfinite=skip)."""
+    lr = learning_rate_at(state.step, cfg)
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
+    loss_sum = torch.zeros((), device=procs.device)
+    for i, (x, y) in enumerate(micro_batches):
+        if procs.world_size > 1:  # all-reduce the gradients only on the last micro-batch
+            model.require_backward_grad_sync = i == len(micro_batches) - 1
         with ctx:
-            _, loss = model(x.to(device), y.to(device))
+            _, loss = model(x.to(procs.device), y.to(procs.device))
+        loss = loss / len(micro_batches)  # the gradient of the mean over micro-batches
+        state.scaler.scale(loss).backward()
+        loss_sum += loss.detach()
+    if procs.world_size > 1:
+        dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG)
+    loss = loss_sum.item()
+    if not math.isfinite(loss):
+        if cfg.on_nonfinite == "stop":
+            raise FloatingPointError(f"{cfg.block}: loss is {loss} at step {state.step}; stopped, and the last good "
+                                     f"checkpoint in {cfg.run_dir} is kept (try a lower --learning_rate, or "
+                                     f"--on_nonfinite=skip)")
+        state.optimizer.zero_grad(set_to_none=True)
+        return None
+    if cfg.grad_clip > 0:
+        state.scaler.unscale_(state.optimizer)
+        torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    state.optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
+@torch.no_grad()
+def evaluate(model, windows, batch_size, ctx, procs):
+    """Mean loss over the fixed validation windows, shared out over the processes."""
+    x_all, y_all = (t[procs.rank::procs.world_size] for t in windows)
+    total, count = torch.zeros((), device=procs.device), torch.zeros((), device=procs.device)
+    model.eval()
+    for x, y in zip(x_all.split(batch_size), y_all.split(batch_size)):
+        with ctx:
+            _, loss = model(x.to(procs.device), y.to(procs.device))
         total += loss.float() * len(x)
         count += len(x)
     model.train()
-    if world_size > 1:
+    if procs.world_size > 1:
         dist.all_reduce(total)
         dist.all_reduce(count)
     return (total / count).item()
 
 
-def save_checkpoint(path, state):
-    """Write to a temporary file, fsync, then rename over the old checkpoint: a kill at any
-    moment leaves either the old or the new checkpoint, never a torn one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+def open_run_folder(cfg, state, fingerprint):
+    """Make out_dir hold this run alone. The checkpoint goes first, atomically: whatever the folder held
+    before, a kill at any later moment leaves a checkpoint that resume trusts, and resume keeps only the
+    log rows up to that checkpoint's step."""
     try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def load_checkpoint(path):
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}; train one first (python train.py) or check --out_dir")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, corrupt or not a checkpoint at all: torch raises many kinds
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}); "
-                              f"it may be truncated or corrupt: restore it or start afresh with --overwrite") from None
-
-
-def load_trained_model(run_dir):
-    """The GPT saved in run_dir/ckpt.pt, and the Dataset it was trained on, whose tokenizer must
-    still fit the model (it does not if the dataset was rebuilt differently since)."""
-    ckpt = load_checkpoint(Path(run_dir) / "ckpt.pt")
-    model = GPT(GPTConfig(**ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
-    dataset = Dataset(DATA_ROOT / ckpt["config"]["dataset"])
-    if dataset.vocab_size != model.config.vocab_size:
-        raise CheckpointError(f"{dataset.data_dir} has a {dataset.vocab_size}-token vocabulary but the model in "
-                              f"{run_dir} has {model.config.vocab_size}: the dataset was rebuilt since; "
-                              f"rebuild it as it was")
-    return model, dataset
-
-
-def read_log(path, up_to_step=None):
-    """The rows of a log.jsonl, ignoring a torn last line left by a kill."""
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if up_to_step is None or row["step"] <= up_to_step:
-                rows.append(row)
-    return rows
-
-
-def resolve_resume(cfg, explicit):
-    """The settings of a resumed run: the checkpoint's, with what the user set now on top.
-    Refuses a change to the model or the dataset."""
-    ckpt = load_checkpoint(cfg.run_dir / "ckpt.pt")
-    try:
-        saved = TrainConfig(**ckpt["config"])
-    except (KeyError, TypeError, ConfigError) as e:
-        raise CheckpointError(f"{cfg.run_dir / 'ckpt.pt'} was not written by this train.py ({e})") from None
-    for key in MODEL_KEYS:
-        if key in explicit and getattr(cfg, key) != getattr(saved, key):
-            raise CheckpointError(f"the checkpoint in {cfg.run_dir} was trained with {key}={getattr(saved, key)!r}, "
-                                  f"not {getattr(cfg, key)!r}; drop --{key} or use another --out_dir")
-    return replace(saved, **{key: getattr(cfg, key) for key in explicit}), ckpt
-
-
-def load_dataset(cfg, master):
-    path = DATA_ROOT / cfg.dataset  # a name under data/, or an absolute path
-    if master and not path.exists() and cfg.dataset == "stdlib":
-        print("first run: building the default dataset from this Python's standard library")
-        prepare(path)
-    if dist.is_initialized():
-        dist.barrier()  # the other processes wait for the master to build it
-    return Dataset(path)
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create --out_dir {cfg.run_dir}: {e.strerror}") from None
+    if state.step == 0:
+        checkpoint(state, cfg, fingerprint)  # a new run replaces any old one right away
+    log_path = cfg.run_dir / "log.jsonl"
+    kept = [row for row in read_log(log_path) if row["step"] <= state.step]
+    log_path.write_text("".join(json.dumps(row) + "\n" for row in kept))
+    (cfg.run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    return log_path
 
 
 # -----------------------------------------------------------------------------
 # the training loop
 
 
-def train(cfg, explicit=frozenset()):
-    """Train as cfg says; returns the final {"step", "train_loss", "val_loss", "time"}."""
-    ddp = int(os.environ.get("RANK", -1)) != -1  # launched by torchrun?
-    rank, world_size = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
-    master = rank == 0
-    device = pick_device(cfg.device)
-    if ddp:
-        if device.startswith("cuda"):
-            device = f"cuda:{os.environ['LOCAL_RANK']}"
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
-    device_type = torch.device(device).type
-    dtype = pick_dtype(cfg.dtype, device_type)
-    if device_type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # float32 matmuls in TF32 on GPUs that have it
-    if cfg.grad_accum % world_size:
-        raise ConfigError(f"--grad_accum={cfg.grad_accum} must be a multiple of the {world_size} processes")
-    run_dir, ckpt_path, log_path = cfg.run_dir, cfg.run_dir / "ckpt.pt", cfg.run_dir / "log.jsonl"
+def train(cfg, ckpt=None):
+    """Train as cfg says, continuing ckpt if given. Returns {"step", "time", "train_loss", "val_loss",
+    "stopped_by"}: the signal's number if Ctrl-C or SIGTERM stopped the run early, else None."""
+    with processes(cfg.device) as procs, stop_signals() as stop:
+        device_type = torch.device(procs.device).type
+        dtype = pick_dtype(cfg.dtype, device_type)
+        if cfg.grad_accum % procs.world_size:
+            raise ConfigError(f"--grad_accum={cfg.grad_accum} must be a multiple of the {procs.world_size} processes")
+        if not procs.master:
+            dist.barrier()  # the master builds the default dataset on first use; the others wait for it
+        ds = load_dataset(cfg.dataset)
+        if procs.master and procs.world_size > 1:
+            dist.barrier()
+        if ckpt is not None and ckpt["dataset_fingerprint"] != ds.fingerprint:
+            raise CheckpointError(f"the checkpoint in {cfg.run_dir} was trained on a different build of "
+                                  f"{ds.data_dir}; resume with the same data or use another --out_dir")
+        val_windows = ds.val_windows(cfg.block_size, cfg.eval_windows)
+        state = start_or_resume(cfg, ckpt, ds.tokenizer.vocab_size, procs.device, dtype)
+        changes = changed_settings(ckpt["config"], cfg) if ckpt else {}  # allowed by --allow_changes
+        ckpt = None  # free its memory
+        model = torch.compile(state.model) if cfg.compile else state.model
+        if procs.world_size > 1:
+            model = DDP(model, device_ids=[procs.device] if device_type == "cuda" else None)
+        ctx = autocast(device_type, dtype)
+        if procs.master:
+            log_path = open_run_folder(cfg, state, ds.fingerprint)
+            if changes:
+                print("continuing with changed settings: " + ", ".join(f"{key} {old} -> {new}"
+                                                                         for key, (old, new) in changes.items()))
+                append_log(log_path, {"step": state.step, "changed": changes})
+            print(f"{cfg.block}: {state.model.num_params() / 1e6:.2f}M parameters, {cfg.tokens_per_step:,} tokens "
+                  f"per step, {procs.device} {dtype}" + (f", {procs.world_size} processes" if procs.world_size > 1
+                                                          else ""))
+            peak_flops = measure_matmul_flops(procs.device, dtype)
+        flops_per_token = state.model.flops_per_token()
 
-    ckpt = None
-    if cfg.resume:
-        cfg, ckpt = resolve_resume(cfg, explicit)
-    elif ckpt_path.exists() and not cfg.overwrite:
-        raise ConfigError(f"{run_dir} already holds a checkpoint; continue it with --resume, "
-                          f"replace it with --overwrite, or pick another --out_dir")
-    ds = load_dataset(cfg, master)
-    if ckpt is not None and ckpt["dataset_fingerprint"] != ds.fingerprint:
-        raise CheckpointError(f"the checkpoint in {run_dir} was trained on a different build of "
-                              f"data/{cfg.dataset}; resume with the same data or use another --out_dir")
-    val_windows = ds.val_windows(cfg.block_size, cfg.eval_windows)
+        interval, last_row = Interval(), {}
+        bar = tqdm(total=cfg.max_steps, initial=state.step, disable=not procs.master, unit="step", dynamic_ncols=True)
+        while state.step < cfg.max_steps and not stop:
+            t0 = time.perf_counter()
+            # every process draws the whole global batch (same generator, same windows) and keeps its share,
+            # so the data seen does not depend on the number of processes
+            x, y = ds.get_batch("train", cfg.batch_size * cfg.grad_accum, cfg.block_size, state.data_rng)
+            micro_batches = list(zip(x.split(cfg.batch_size), y.split(cfg.batch_size)))[procs.rank::procs.world_size]
+            interval.add(train_step(model, state, micro_batches, cfg, ctx, procs), state.step)
+            synchronize(procs.device)
+            dt = time.perf_counter() - t0
+            state.step, state.train_time, interval.seconds = state.step + 1, state.train_time + dt, interval.seconds + dt
+            bar.update()
 
-    torch.manual_seed(cfg.seed)  # the same initial weights for the same block and seed
-    model = GPT(cfg.model_config(ds.vocab_size)).to(device)
-    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), cfg.eps,
-                                           device_type)
-    scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")
-    data_rng = torch.Generator().manual_seed(cfg.seed)  # the batches: apart from the model's RNG
-    step, train_time = 0, 0.0
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        data_rng.set_state(ckpt["data_rng"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        step, train_time = ckpt["step"], ckpt["train_time"]
-        ckpt = None  # free the memory
-    raw_model = model
-    if cfg.compile:
-        model = torch.compile(model)
-    ddp_model = DDP(model, device_ids=[device] if device_type == "cuda" else None) if ddp else model
-    ctx = autocast(device_type, dtype)
+            last = state.step == cfg.max_steps
+            evaluating = state.step % cfg.eval_interval == 0 or last
+            val_loss = evaluate(model, val_windows, cfg.batch_size, ctx, procs) if evaluating else None
+            if procs.master and (evaluating or state.step % cfg.log_interval == 0):
+                last_row = interval.row(state, cfg, val_loss)
+                last_row |= {"mfu": flops_per_token * last_row["tokens_per_sec"] / procs.world_size / peak_flops,
+                             "peak_memory": peak_memory(procs.device)}
+                append_log(log_path, last_row)
+                report(bar, last_row)
+                interval = Interval()
+            if procs.world_size > 1 and agree_to_stop(stop, procs.device) and not stop:
+                stop.append(signal.SIGTERM)  # another process was asked to stop
+            if procs.master and (state.step % cfg.checkpoint_interval == 0 or last or stop):
+                checkpoint(state, cfg, ds.fingerprint)
+        bar.close()
+    return {"step": state.step, "time": state.train_time, "train_loss": last_row.get("train_loss"),
+            "val_loss": last_row.get("val_loss"), "stopped_by": stop[0] if stop else None}
 
-    def checkpoint():
-        save_checkpoint(ckpt_path, {
-            "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "step": step, "train_time": train_time, "config": asdict(cfg), "model_config": asdict(raw_model.config),
-            "dataset_fingerprint": ds.fingerprint,
-            "data_rng": data_rng.get_state(), "torch_rng": torch.get_rng_state()})
 
-    rows = []
-    if master:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        rows = read_log(log_path, up_to_step=step)  # a resumed run drops rows logged after its checkpoint
-        log_path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-        (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-        tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.block_size
-        print(f"{cfg.block}: {raw_model.num_params() / 1e6:.2f}M parameters, {tokens_per_step:,} tokens per step, "
-              f"{device} {dtype}{f', {world_size} processes' if ddp else ''}")
-        peak_flops = measure_matmul_flops(device, dtype)
-    flops_per_token = raw_model.flops_per_token()
+class Interval:
+    """The steps since the last log row: their losses, how many were skipped, how long they took."""
 
-    # Ctrl-C (or SIGTERM) finishes the current step, saves a checkpoint and exits; a second Ctrl-C kills
-    stop_requested = False
+    def __init__(self):
+        self.losses, self.skipped, self.seconds = [], 0, 0.0
 
-    def request_stop(signum, frame):
-        nonlocal stop_requested
-        stop_requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-
-    local_accum = cfg.grad_accum // world_size
-    interval_loss, interval_steps, interval_time = 0.0, 0, 0.0
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=not master, unit="step", dynamic_ncols=True)
-    while step < cfg.max_steps:
-        t0 = time.perf_counter()
-        lr = learning_rate_at(step, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        # every process draws the whole global batch (same generator, same windows) and keeps its share,
-        # so the data seen does not depend on the number of processes
-        x, y = ds.get_batch("train", cfg.batch_size * cfg.grad_accum, cfg.block_size, data_rng)
-        micro_batches = list(zip(x.split(cfg.batch_size), y.split(cfg.batch_size)))[rank::world_size]
-        loss_sum = torch.zeros((), device=device)
-        for i, (xb, yb) in enumerate(micro_batches):
-            if ddp:  # all-reduce the gradients only on the last micro-batch
-                ddp_model.require_backward_grad_sync = i == local_accum - 1
-            with ctx:
-                _, loss = ddp_model(xb.to(device, non_blocking=True), yb.to(device, non_blocking=True))
-            loss = loss / local_accum  # the gradient of the mean over micro-batches
-            scaler.scale(loss).backward()
-            loss_sum += loss.detach()
-        if ddp:
-            dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG)
-        step_loss = loss_sum.item()
-        if not math.isfinite(step_loss):
-            if cfg.on_nonfinite == "stop":
-                bar.close()
-                raise FloatingPointError(f"{cfg.block}: loss is {step_loss} at step {step}; stopped, and the last "
-                                         f"good checkpoint in {run_dir} is kept (try a lower --learning_rate, "
-                                         f"or --on_nonfinite=skip)")
-            tqdm.write(f"step {step}: loss is {step_loss}, skipping this batch")
-            optimizer.zero_grad(set_to_none=True)
+    def add(self, loss, step):
+        if loss is None:
+            self.skipped += 1
+            tqdm.write(f"step {step}: the loss is not finite; skipped this batch", file=sys.stderr)
         else:
-            if cfg.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            interval_loss += step_loss
-            interval_steps += 1
-        synchronize(device)
-        dt = time.perf_counter() - t0
-        step += 1
-        train_time += dt
-        interval_time += dt
-        bar.update()
+            self.losses.append(loss)
 
-        last = step == cfg.max_steps
-        if step % cfg.eval_interval == 0 or step % cfg.log_interval == 0 or last:
-            val_loss = None
-            if step % cfg.eval_interval == 0 or last:
-                val_loss = evaluate(model, val_windows, cfg.batch_size, device, ctx, rank, world_size)
-            if master:
-                tokens_per_sec = interval_steps * cfg.batch_size * cfg.grad_accum * cfg.block_size / interval_time
-                row = {"step": step, "lr": lr, "train_loss": interval_loss / max(1, interval_steps),
-                       "tokens_per_sec": tokens_per_sec,
-                       "mfu": flops_per_token * tokens_per_sec / world_size / peak_flops, "time": train_time,
-                       "peak_memory": peak_memory(device)}
-                if val_loss is not None:
-                    row["val_loss"] = val_loss
-                    tqdm.write(f"step {step}: train loss {row['train_loss']:.4f}, val loss {val_loss:.4f}")
-                rows.append(row)
-                with open(log_path, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-                bar.set_postfix(loss=f"{row['train_loss']:.3f}", tok_s=f"{tokens_per_sec:,.0f}",
-                                mfu=f"{row['mfu']:.0%}", refresh=False)
-            interval_loss, interval_steps, interval_time = 0.0, 0, 0.0
+    def row(self, state, cfg, val_loss):
+        """A log row. A train loss only if some step had a finite one; skipped steps are counted."""
+        steps = len(self.losses) + self.skipped
+        row = {"step": state.step, "lr": state.optimizer.param_groups[0]["lr"], "time": state.train_time,
+               "tokens_per_sec": steps * cfg.tokens_per_step / self.seconds}
+        if self.losses:
+            row["train_loss"] = sum(self.losses) / len(self.losses)
+        if self.skipped:
+            row["skipped"] = self.skipped
+        if val_loss is not None:
+            row["val_loss"] = val_loss
+        return row
 
-        if ddp:  # every process must agree to stop at the same step
-            flag = torch.tensor(float(stop_requested), device=device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            stop_requested = bool(flag.item())
-        if master and (step % cfg.checkpoint_interval == 0 or last or stop_requested):
-            checkpoint()
-        if stop_requested:
-            break
-    bar.close()
-    if ddp:
-        dist.destroy_process_group()
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
-    if stop_requested:
-        if master:
-            print(f"stopped at step {step}; checkpoint saved. Continue with: python train.py "
-                  f"--block={cfg.block} --out_dir={cfg.out_dir} --resume")
-        sys.exit(130)
-    final = {"step": step, "time": train_time}
-    if master and rows:
-        final["train_loss"] = rows[-1]["train_loss"]
-        final["val_loss"] = next((r["val_loss"] for r in reversed(rows) if "val_loss" in r), None)
-        print(f"done: {step} steps in {train_time / 60:.1f} min of training, train loss {final['train_loss']:.4f}, "
-              f"val loss {final['val_loss']:.4f}; checkpoint and log in {run_dir}")
-    return final
+def agree_to_stop(stop, device):
+    """True on every process if any process was asked to stop: they must stop at the same step."""
+    flag = torch.tensor(float(bool(stop)), device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def report(bar, row):
+    """The progress bar's numbers, and a line for every evaluation."""
+    if "val_loss" in row:
+        train_loss = f"train loss {row['train_loss']:.4f}" if "train_loss" in row else "no finite train loss"
+        tqdm.write(f"step {row['step']}: {train_loss}, val loss {row['val_loss']:.4f}")
+    bar.set_postfix(loss=f"{row.get('train_loss', float('nan')):.3f}", tok_s=f"{row['tokens_per_sec']:,.0f}",
+                    mfu=f"{row['mfu']:.0%}", refresh=False)
 
 
 def main(argv):
-    try:
-        cfg, explicit = parse_config(TrainConfig, argv, "train.py")
-        train(cfg, explicit)
-    except (ConfigError, CheckpointError, DataError, FloatingPointError) as e:
-        sys.exit(f"error: {e}")
+    """Train as argv says; returns the exit status: 0 when done, 128 + N when signal N stopped the run."""
+    cfg, ckpt = settings(argv)
+    final = train(cfg, ckpt)
+    if final["stopped_by"] is not None:
+        print(f"stopped at step {final['step']}; checkpoint saved. Continue with: python train.py "
+              f"--block={cfg.block} --out_dir={cfg.out_dir} --resume", file=sys.stderr)
+        return 128 + final["stopped_by"]
+    if os.environ.get("RANK", "0") == "0":
+        losses = ", ".join(f"{name} {final[key]:.4f}" for name, key in (("train loss", "train_loss"),
+                                                                         ("val loss", "val_loss")) if final[key])
+        print(f"done: {final['step']} steps in {final['time'] / 60:.1f} min of training, {losses or 'no new loss'}; "
+              f"checkpoint and log in {cfg.run_dir}")
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_main(main, sys.argv[1:])

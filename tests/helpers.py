@@ -1,5 +1,9 @@
 """Helpers the test files share."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 CODE = '''import os
 
 
@@ -29,3 +33,36 @@ def write_corpus(root, n_files=12):
         text = f"# module {i}\n" + CODE.replace("greet", f"greet{i}") * (1 + i % 3)
         path.write_text(text + (NON_ASCII if i % 4 == 0 else ""), encoding="utf-8")
     return root
+
+
+ROOT = Path(__file__).parent.parent
+
+
+def run_script(*args, timeout=120):
+    """Run one of the repo's scripts (python SCRIPT ARGS...) from the repo root; capture its output."""
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def assert_one_line_error(result, *hints, status=None):
+    """The script refused its input as every script must: a non-zero exit status (the given one, if given),
+    exactly one line on stderr starting with "error: ", no traceback, and each hint in that line."""
+    assert result.returncode != 0 if status is None else result.returncode == status, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for hint in hints:
+        assert hint in lines[0], lines[0]
+
+
+def snapshot(*folders):
+    """Every file under the folders, with its bytes: equal snapshots mean nothing was written."""
+    return {path: path.read_bytes() for folder in folders for path in sorted(Path(folder).rglob("*"))
+            if path.is_file()}
+
+
+def tiny_flags(dataset, out_dir, **overrides):
+    """train.py flags for a run that takes about a second."""
+    flags = dict(dataset=dataset, out_dir=out_dir, block="sas_p", n_layer=2, n_head=2, n_embd=32, block_size=32,
+                 batch_size=4, max_steps=12, eval_interval=6, eval_windows=8, log_interval=1,
+                 checkpoint_interval=6, learning_rate=3e-3, device="cpu", dtype="float32")
+    return [f"--{key}={value}" for key, value in {**flags, **overrides}.items()]

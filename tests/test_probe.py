@@ -9,9 +9,8 @@ import torch
 import probe
 import train
 from blocks.parts import CausalSelfAttention, ShapedAttention, uniform_causal_matrix
-from configurator import parse_config
+from helpers import assert_one_line_error, run_script, tiny_flags
 from model import GPT, GPTConfig
-from test_train import assert_one_line_error, run_script, tiny_flags
 
 N_LAYER = 18  # the paper's main depth
 
@@ -97,13 +96,12 @@ def test_cli_writes_json_and_plot(tiny_dataset, tmp_path):
     report = json.loads((tmp_path / "init.json").read_text())
     assert set(report["results"]) == {"pre_ln", "sas"}
     assert len(report["results"]["sas"]["cosine"]) == 4 and len(report["results"]["sas"]["entropy"]) == 3
-    pytest.importorskip("matplotlib")
     assert (tmp_path / "init.png").stat().st_size > 0
 
 
 def test_checkpoint_probe_reports_learned_gains(tiny_dataset, tmp_path, capsys):
     run = tmp_path / "run"
-    train.train(*parse_config(train.TrainConfig, tiny_flags(tiny_dataset, run, block="sas"), "train.py"))
+    train.train(*train.settings(tiny_flags(tiny_dataset, run, block="sas")))
     report = probe.probe(probe.ProbeConfig(checkpoints=str(run), out=str(tmp_path / "probe"), device="cpu"))
     gains = report["results"][str(run)]["gains"]
     assert len(gains) == 2  # tiny_flags trains 2 layers

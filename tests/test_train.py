@@ -1,60 +1,42 @@
 """train.py and sample.py at tiny sizes: the default code path, resume, kills, NaNs, bad input, DDP."""
 
-import os
+import errno
+import json
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
+import checkpoint
 import sample
 import train
+from checkpoint import CheckpointError, load_checkpoint, read_log
 from configurator import ConfigError, parse_config
 from data.prepare import prepare
-from helpers import write_corpus
-from train import CheckpointError, TrainConfig, load_checkpoint, read_log
-
-ROOT = Path(__file__).parent.parent
-
-
-def tiny_flags(dataset, out_dir, **overrides):
-    """Command-line flags for a run that takes about a second."""
-    flags = dict(dataset=dataset, out_dir=out_dir, block="sas_p", n_layer=2, n_head=2, n_embd=32, block_size=32,
-                 batch_size=4, max_steps=12, eval_interval=6, eval_windows=8, log_interval=1,
-                 checkpoint_interval=6, learning_rate=3e-3, device="cpu", dtype="float32")
-    return [f"--{key}={value}" for key, value in {**flags, **overrides}.items()]
+from helpers import ROOT, assert_one_line_error, run_script, snapshot, tiny_flags, write_corpus
+from train import TrainConfig
 
 
 def tiny_config(dataset, out_dir, **overrides):
-    return parse_config(TrainConfig, tiny_flags(dataset, out_dir, **overrides), "train.py")
-
-
-def run_script(*args, timeout=120):
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-
-
-def assert_one_line_error(result, *hints):
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for hint in hints:
-        assert hint in lines[0]
+    """(settings, checkpoint to resume) of a tiny run, as train.py's main gets them."""
+    return train.settings(tiny_flags(dataset, out_dir, **overrides))
 
 
 def test_training_writes_checkpoint_and_log_and_loss_falls(tiny_dataset, tmp_path):
     final = train.train(*tiny_config(tiny_dataset, tmp_path, max_steps=60, eval_interval=20))
     rows = read_log(tmp_path / "log.jsonl")
     assert [row["step"] for row in rows] == list(range(1, 61))
-    assert {"step", "lr", "train_loss", "tokens_per_sec", "mfu", "time"} <= set(rows[0])
+    assert {"step", "lr", "train_loss", "tokens_per_sec", "mfu", "time", "peak_memory"} <= set(rows[0])
     val = [row["val_loss"] for row in rows if "val_loss" in row]
     assert len(val) == 3 and val[0] > val[1] > val[2] and val[2] < val[0] - 0.5
     assert rows[-1]["train_loss"] < rows[0]["train_loss"] - 1.0
-    assert final["val_loss"] == val[-1]
+    assert final["val_loss"] == val[-1] and final["train_loss"] == rows[-1]["train_loss"]
     ckpt = load_checkpoint(tmp_path / "ckpt.pt")
     assert ckpt["step"] == 60 and ckpt["config"]["block"] == "sas_p"
+    assert json.loads((tmp_path / "config.json").read_text()) == ckpt["config"]
 
 
 def test_learning_rate_schedule():
@@ -66,16 +48,20 @@ def test_learning_rate_schedule():
     assert lrs[-1] == pytest.approx(1e-3 / 95)  # towards 0
 
 
-def stop_at(monkeypatch, stop_step):
-    """Make the run receive a Ctrl-C (SIGINT) while it trains step stop_step."""
+def signal_at(monkeypatch, step, signum=signal.SIGINT):
+    """Make the run receive a signal while it trains this step."""
     schedule = train.learning_rate_at
 
-    def learning_rate_at(step, cfg):
-        if step == stop_step:
-            os.kill(os.getpid(), signal.SIGINT)
-        return schedule(step, cfg)
+    def learning_rate_at(at, cfg):
+        if at == step:
+            signal.raise_signal(signum)
+        return schedule(at, cfg)
 
     monkeypatch.setattr(train, "learning_rate_at", learning_rate_at)
+
+
+def without_timings(rows):
+    return [{k: v for k, v in row.items() if k not in ("time", "tokens_per_sec", "mfu", "peak_memory")} for row in rows]
 
 
 def test_resume_equals_uninterrupted_training(tiny_dataset, tmp_path, monkeypatch):
@@ -84,15 +70,11 @@ def test_resume_equals_uninterrupted_training(tiny_dataset, tmp_path, monkeypatc
     train.train(*tiny_config(tiny_dataset, straight, dtype="bfloat16"))
 
     with monkeypatch.context() as patch:
-        stop_at(patch, 4)
-        with pytest.raises(SystemExit) as stopped:
-            train.train(*tiny_config(tiny_dataset, interrupted, dtype="bfloat16"))
-    assert stopped.value.code == 130
+        signal_at(patch, 4)
+        final = train.train(*tiny_config(tiny_dataset, interrupted, dtype="bfloat16"))
+    assert final["stopped_by"] == signal.SIGINT and final["step"] == 5
     assert load_checkpoint(interrupted / "ckpt.pt")["step"] == 5  # Ctrl-C finishes the step, then saves
     train.train(*tiny_config(tiny_dataset, interrupted, dtype="bfloat16", resume=True))
-
-    def without_timings(rows):
-        return [{k: v for k, v in row.items() if k not in ("time", "tokens_per_sec", "mfu")} for row in rows]
 
     assert without_timings(read_log(straight / "log.jsonl")) == without_timings(read_log(interrupted / "log.jsonl"))
     a, b = (load_checkpoint(d / "ckpt.pt") for d in (straight, interrupted))
@@ -100,43 +82,121 @@ def test_resume_equals_uninterrupted_training(tiny_dataset, tmp_path, monkeypatc
         assert torch.equal(a["model"][name], b["model"][name]), name
 
 
+def test_signals_exit_with_128_plus_their_number(tiny_dataset, tmp_path, monkeypatch):
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with monkeypatch.context() as patch:
+            signal_at(patch, 2, signum)
+            with pytest.raises(SystemExit) as stopped:
+                train.run_main(train.main, tiny_flags(tiny_dataset, tmp_path / signum.name))
+        assert stopped.value.code == 128 + signum  # 130 and 143, as shells report them
+        assert load_checkpoint(tmp_path / signum.name / "ckpt.pt")["step"] == 3
+
+
+def wait_for(condition, timeout=60):
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def checkpointed_step(run):
+    path = run / "ckpt.pt"
+    return load_checkpoint(path)["step"] if path.exists() else -1
+
+
 def test_sigkill_leaves_a_loadable_checkpoint(tiny_dataset, tmp_path):
+    """Kill -9 twice while checkpoints are written every step; each time the checkpoint loads, and the
+    second kill lands on a run resumed from the first."""
     args = ["train.py", *tiny_flags(tiny_dataset, tmp_path, max_steps=100_000, checkpoint_interval=1)]
-    for kill_after in (0.5, 1.3):  # twice: the second kill lands on a run resumed from the first
-        process = subprocess.Popen([sys.executable, *args] + (["--resume"] if kill_after > 1 else []),
-                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 60
-        while not (tmp_path / "ckpt.pt").exists() and time.time() < deadline:
-            time.sleep(0.05)
-        time.sleep(kill_after)
+    reached = 0
+    for resume in ([], ["--resume"]):
+        process = subprocess.Popen([sys.executable, *args, *resume], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        wait_for(lambda: len(read_log(tmp_path / "log.jsonl")) >= reached + 3)  # training, writing checkpoints
         process.send_signal(signal.SIGKILL)
         process.wait()
-        assert load_checkpoint(tmp_path / "ckpt.pt")["step"] >= 1
-    resumed = run_script(*args[:-1], "--max_steps=" + str(load_checkpoint(tmp_path / "ckpt.pt")["step"] + 2),
-                         "--resume", "--checkpoint_interval=1")
+        reached = checkpointed_step(tmp_path)
+        assert reached >= 1
+    resumed = run_script(*args, f"--max_steps={reached + 2}", "--resume", "--allow_changes")
     assert resumed.returncode == 0, resumed.stderr
+    assert checkpointed_step(tmp_path) == reached + 2
 
 
-def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_dataset, tmp_path, monkeypatch):
-    forward = train.GPT.forward
-    calls = {"n": 0}
+def poison_step(monkeypatch, bad_steps):
+    """Make the loss NaN on the given training steps (counted from 0 within this call)."""
+    forward, calls = train.GPT.forward, {"n": 0}
 
     def poisoned_forward(self, idx, targets=None):
         logits, loss = forward(self, idx, targets)
-        calls["n"] += 1
-        if self.training and calls["n"] == 9:  # the 9th training step
-            loss = loss * float("nan")
+        if self.training:
+            if calls["n"] in bad_steps:
+                loss = loss * float("nan")
+            calls["n"] += 1
         return logits, loss
 
     monkeypatch.setattr(train.GPT, "forward", poisoned_forward)
+
+
+def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_dataset, tmp_path, monkeypatch):
+    poison_step(monkeypatch, {8})
     with pytest.raises(FloatingPointError, match="sas_p: loss is nan at step 8"):
         train.train(*tiny_config(tiny_dataset, tmp_path, eval_interval=100))
     assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 6
 
-    calls["n"] = 0
-    final = train.train(*tiny_config(tiny_dataset, tmp_path / "skip", eval_interval=100, on_nonfinite="skip"))
-    assert final["step"] == 12 and all(row["train_loss"] == row["train_loss"] for row in read_log(
-        tmp_path / "skip" / "log.jsonl"))
+
+def test_skipped_steps_are_logged_as_skipped_not_as_a_loss(tiny_dataset, tmp_path, monkeypatch):
+    poison_step(monkeypatch, {2, 3, 4, 5})
+    final = train.train(*tiny_config(tiny_dataset, tmp_path, log_interval=2, on_nonfinite="skip"))
+    rows = read_log(tmp_path / "log.jsonl")
+    assert [(row["step"], row.get("skipped"), "train_loss" in row) for row in rows[:4]] == \
+        [(2, None, True), (4, 2, False), (6, 2, False), (8, None, True)]
+    assert final["step"] == 12 and final["train_loss"] == rows[-1]["train_loss"]
+
+
+def test_overwrite_then_an_early_failure_never_mixes_two_runs(tiny_dataset, tmp_path, monkeypatch):
+    """The issue's repro: a finished run, then --overwrite with a run that dies before its first checkpoint."""
+    train.train(*tiny_config(tiny_dataset, tmp_path, max_steps=5))
+    poison_step(monkeypatch, {0})
+    with pytest.raises(FloatingPointError, match="at step 0"):
+        train.train(*tiny_config(tiny_dataset, tmp_path, overwrite=True, max_steps=20, learning_rate=1e-2))
+    ckpt = load_checkpoint(tmp_path / "ckpt.pt")  # the new run's, at step 0: the old one is gone
+    assert ckpt["step"] == 0 and ckpt["config"]["learning_rate"] == 1e-2 and ckpt["config"]["max_steps"] == 20
+    assert json.loads((tmp_path / "config.json").read_text()) == ckpt["config"]
+    assert read_log(tmp_path / "log.jsonl") == []
+    monkeypatch.undo()
+    final = train.train(*train.settings([f"--out_dir={tmp_path}", "--resume"]))
+    assert final["step"] == 20 and [row["step"] for row in read_log(tmp_path / "log.jsonl")][0] == 1
+
+
+def test_resume_refuses_changed_settings_unless_allowed(tiny_dataset, tmp_path, capsys):
+    train.train(*tiny_config(tiny_dataset, tmp_path, max_steps=6))
+    before = snapshot(tmp_path)
+    with pytest.raises(ConfigError, match=r"max_steps=10 \(saved: 6\), batch_size=3 \(saved: 4\).*--allow_changes"):
+        tiny_config(tiny_dataset, tmp_path, resume=True, max_steps=10, batch_size=3)
+    tiny_config(tiny_dataset, tmp_path, resume=True, max_steps=6, log_interval=3, checkpoint_interval=2)  # bookkeeping
+    assert snapshot(tmp_path) == before
+    final = train.train(*tiny_config(tiny_dataset, tmp_path, resume=True, max_steps=10, allow_changes=True))
+    assert final["step"] == 10
+    assert "continuing with changed settings: max_steps 6 -> 10" in capsys.readouterr().out
+    changed = [row for row in read_log(tmp_path / "log.jsonl") if "changed" in row]
+    assert changed == [{"step": 6, "changed": {"max_steps": [6, 10]}}]
+    assert json.loads((tmp_path / "config.json").read_text())["max_steps"] == 10
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_one(tiny_dataset, tmp_path, monkeypatch):
+    """A full disk: the temporary file goes, the last checkpoint stays, the run stops with one line."""
+    train.train(*tiny_config(tiny_dataset, tmp_path, max_steps=6))
+    before = (tmp_path / "ckpt.pt").read_bytes()
+
+    def disk_full(state, f):
+        f.write(b"x" * 1000)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full)
+    with pytest.raises(CheckpointError, match="No space left on device.*previous checkpoint is kept"):
+        train.train(*tiny_config(tiny_dataset, tmp_path, max_steps=12, resume=True, allow_changes=True))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "config.json", "log.jsonl"]
+    assert (tmp_path / "ckpt.pt").read_bytes() == before
 
 
 @pytest.mark.parametrize("args, hints", [
@@ -148,10 +208,34 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_dataset, t
     (["config/nonexistent.py"], ["cannot read config file"]),
     (["--n_embd=30", "--n_head=4"], ["n_embd=30 must be divisible by n_head=4"]),
     (["--batch_size=0"], ["batch_size must be a positive integer"]),
+    (["--learning_rate=-1"], ["learning_rate must be > 0"]),
+    (["--learning_rate=nan"], ["it must be a finite number"]),
+    (["--beta1=1.5"], ["beta1 must be in [0, 1)"]),
+    (["--eps=-1"], ["eps must be > 0"]),
+    (["--weight_decay=-1"], ["weight_decay must be >= 0"]),
+    (["--out_dir=out/{foo}"], ["the only placeholder it may hold is {block}"]),
 ])
 def test_bad_flags_are_refused_in_one_line(args, hints, tmp_path):
-    assert_one_line_error(run_script("train.py", *args, f"--out_dir={tmp_path}"), *hints)
+    assert_one_line_error(run_script("train.py", f"--out_dir={tmp_path}", *args), *hints, status=2)
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("content, hint", [
+    (b"n_layer = = 3\n", "line 1: invalid syntax"),
+    (b"n_layer = 1 / 0\n", "raised ZeroDivisionError"),
+    (b"# caf\xe9\nn_layer = 3\n", "is not UTF-8 text"),
+])
+def test_bad_config_files_are_refused_in_one_line(content, hint, tmp_path):
+    preset = tmp_path / "preset.py"
+    preset.write_bytes(content)
+    assert_one_line_error(run_script("train.py", preset, f"--out_dir={tmp_path / 'run'}"), hint, status=2)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_out_dir_that_cannot_be_created_is_refused(tiny_dataset, tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    result = run_script("train.py", *tiny_flags(tiny_dataset, tmp_path / "file" / "run"))
+    assert_one_line_error(result, "cannot create --out_dir", status=2)
 
 
 def test_help_lists_every_setting():
@@ -164,23 +248,25 @@ def test_help_lists_every_setting():
 def test_config_file_sees_and_loses_to_flags(tmp_path):
     config_file = tmp_path / "preset.py"
     config_file.write_text("n_layer = 9\nlearning_rate = 3e-4 if block == 'sas' else 1e-3\n")
-    cfg, explicit = parse_config(TrainConfig, [str(config_file), "--block=sas", "--n_layer=4"], "train.py")
+    cfg = parse_config(TrainConfig, [str(config_file), "--block=sas", "--n_layer=4"], "train.py")
     assert (cfg.n_layer, cfg.learning_rate, cfg.block) == (4, 3e-4, "sas")
-    assert explicit == {"n_layer", "learning_rate", "block"}
     config_file.write_text("n_layers = 9\n")
     with pytest.raises(ConfigError, match="unknown setting 'n_layers'"):
         parse_config(TrainConfig, [str(config_file)], "train.py")
 
 
 def test_paper_config_loads():
-    cfg, _ = parse_config(TrainConfig, ["config/paper.py", "--block=no_attn_skip"], "train.py")
+    cfg = parse_config(TrainConfig, ["config/paper.py", "--block=no_attn_skip"], "train.py")
     assert (cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.batch_size * cfg.grad_accum) == (18, 768, 12, 128)
     assert cfg.learning_rate == 3e-4
-    assert parse_config(TrainConfig, ["config/paper.py", "--block=sas_p"], "train.py")[0].learning_rate == 1e-3
+    assert parse_config(TrainConfig, ["config/paper.py", "--block=sas_p"], "train.py").learning_rate == 1e-3
 
 
-def snapshot(folder):
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+def test_a_relative_dataset_path_is_taken_from_the_current_folder(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path.parent)
+    cfg = parse_config(TrainConfig, [f"--dataset=./{tmp_path.name}"], "train.py")
+    assert cfg.dataset == str(tmp_path)
+    assert parse_config(TrainConfig, ["--dataset=stdlib"], "train.py").dataset == "stdlib"  # a name under data/
 
 
 @pytest.fixture(scope="module")
@@ -191,8 +277,9 @@ def finished_run(tiny_dataset, tmp_path_factory):
 
 
 @pytest.mark.parametrize("args, hints", [
-    (["--n_layer=3", "--resume"], ["trained with n_layer=2", "not 3"]),
-    ([], ["already holds a checkpoint", "--resume", "--overwrite"]),
+    (["--n_layer=3", "--resume"], ["cannot continue with another model or dataset", "n_layer=3 (saved: 2)"]),
+    (["--resume", "--learning_rate=0.01"], ["learning_rate=0.01 (saved: 0.003)", "--allow_changes"]),
+    ([], ["already holds a run", "--resume", "--overwrite"]),
 ])
 def test_refusals_leave_the_run_untouched(tiny_dataset, finished_run, args, hints):
     before = snapshot(finished_run)
@@ -201,15 +288,21 @@ def test_refusals_leave_the_run_untouched(tiny_dataset, finished_run, args, hint
     assert snapshot(finished_run) == before
 
 
-def test_resume_on_a_rebuilt_dataset_is_refused(tmp_path):
+def rebuild_differently(data, tmp_path):
+    """The same dataset folder, rebuilt from other files at the same vocabulary size."""
+    prepare(data, source=write_corpus(tmp_path / "other", n_files=30), vocab_size=300, val_fraction=0.3, force=True)
+
+
+def test_resume_and_sample_refuse_a_rebuilt_dataset(tmp_path):
     """Same dataset name, different data (say, another Python's stdlib): the checkpoint refuses it."""
     data = tmp_path / "data"
     prepare(data, source=write_corpus(tmp_path / "corpus", n_files=24), vocab_size=300, val_fraction=0.3)
     train.train(*tiny_config(str(data), tmp_path / "run", max_steps=2))
-    prepare(data, source=write_corpus(tmp_path / "other", n_files=30), vocab_size=300, val_fraction=0.3, force=True)
+    rebuild_differently(data, tmp_path)
     before = snapshot(tmp_path / "run")
     with pytest.raises(CheckpointError, match="different build"):
-        train.train(*tiny_config(str(data), tmp_path / "run", max_steps=4, resume=True))
+        train.train(*tiny_config(str(data), tmp_path / "run", max_steps=2, resume=True))
+    assert_one_line_error(run_script("sample.py", f"--out_dir={tmp_path / 'run'}"), "was rebuilt since", status=1)
     assert snapshot(tmp_path / "run") == before
 
 
@@ -221,7 +314,7 @@ def test_corrupt_checkpoint_is_refused(tiny_dataset, finished_run, tmp_path, dam
     (run / "ckpt.pt").write_bytes(data[: len(data) // 2] if damage == "truncate" else b"not a checkpoint" * 100)
     before = snapshot(run)
     result = run_script("train.py", *tiny_flags(tiny_dataset, run), "--resume")
-    assert_one_line_error(result, "not a readable checkpoint")
+    assert_one_line_error(result, "not a readable checkpoint", status=1)
     assert snapshot(run) == before
 
 
@@ -245,7 +338,7 @@ def test_sample_cli_reads_a_prompt_file(finished_run, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("import os\n")
     missing = run_script("sample.py", f"--out_dir={finished_run}", "--prompt=FILE:/nonexistent/prompt.txt")
-    assert_one_line_error(missing, "cannot read the prompt file")
+    assert_one_line_error(missing, "cannot read the prompt file", status=2)
 
 
 def test_ddp_two_processes_match_one(tiny_dataset, tmp_path):
@@ -253,9 +346,8 @@ def test_ddp_two_processes_match_one(tiny_dataset, tmp_path):
     flags = tiny_flags(tiny_dataset, tmp_path, grad_accum=2, max_steps=6, eval_interval=3)
     one = run_script("train.py", *flags, f"--out_dir={tmp_path / 'one'}")
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "train.py", *flags, f"--out_dir={tmp_path / 'two'}"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    two = run_script("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py", *flags,
+                     f"--out_dir={tmp_path / 'two'}", timeout=300)
     assert two.returncode == 0, two.stderr
     rows_one, rows_two = read_log(tmp_path / "one" / "log.jsonl"), read_log(tmp_path / "two" / "log.jsonl")
     assert len(rows_one) == len(rows_two) == 6

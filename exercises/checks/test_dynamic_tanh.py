@@ -12,7 +12,7 @@ import blocks.sas_p
 import train
 from blocks import BLOCKS
 from blocks.parts import RMSNorm
-from configurator import parse_config
+from checkpoint import read_log
 from data.prepare import prepare
 from exercises.checks import randomise, under_test
 from model import GPT, GPTConfig
@@ -75,8 +75,7 @@ def test_dyt_block_trains_with_train_py(monkeypatch, tmp_path):
     flags = dict(dataset=dataset, out_dir=tmp_path / "run", block="sas_p_dyt", n_layer=2, n_head=2, n_embd=32,
                  block_size=32, batch_size=4, max_steps=20, eval_interval=10, eval_windows=8, log_interval=1,
                  learning_rate=3e-3, device="cpu", dtype="float32")
-    cfg, explicit = parse_config(train.TrainConfig, [f"--{k}={v}" for k, v in flags.items()], "train.py")
-    final = train.train(cfg, explicit)
-    rows = train.read_log(tmp_path / "run" / "log.jsonl")
+    final = train.train(*train.settings([f"--{k}={v}" for k, v in flags.items()]))
+    rows = read_log(tmp_path / "run" / "log.jsonl")
     assert final["step"] == 20 and math.isfinite(final["val_loss"])
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]

@@ -66,6 +66,7 @@ import torch.nn as nn
 
 import train
 from blocks import BLOCKS
+from common import run_main
 
 
 class DyT(nn.Module):
@@ -92,4 +93,4 @@ class Block(nn.Module):
 
 if __name__ == "__main__":
     BLOCKS["sas_p_dyt"] = Block  # train.py's --block choices read this same dict
-    train.main(["--block=sas_p_dyt", *sys.argv[1:]])
+    run_main(train.main, ["--block=sas_p_dyt", *sys.argv[1:]])
