@@ -32,6 +32,14 @@ def run_main(main, argv):
     sys.exit(status)
 
 
+def pyplot():
+    """matplotlib's pyplot, drawing into files only (never a window), imported when a figure is made."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
 # ---------------------------------------------------------------------------------------------------
 # device, precision, timing
 

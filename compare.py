@@ -10,7 +10,7 @@ Every setting but --blocks and --report goes to train.py. Every block trains in 
 train.py process, into out_dir (out/compare/{block} by default), so its peak memory is its own.
 A block whose run already finished with the same settings is reused, an interrupted one is
 resumed, so running the command again only redraws the table (compare.md) and the plot
-(compare.png, if matplotlib is installed) from the logs.
+(compare.png) from the logs.
 """
 
 import json
@@ -23,7 +23,7 @@ import torch
 
 from blocks import BLOCKS, LADDER
 from checkpoint import CheckpointError, load_checkpoint, read_log
-from common import run_main
+from common import pyplot, run_main
 from configurator import ConfigError, parse_config, setting
 from model import GPT, GPTConfig
 from train import BOOKKEEPING, TrainConfig  # compare.py runs train.py: it speaks train.py's settings
@@ -123,13 +123,7 @@ def table(results):
 
 
 def plot(results, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")  # write a file, never open a window
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot (pip install matplotlib); compare.json has the curves")
-        return
+    plt = pyplot()
     fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for r in results:
         steps, times, losses = zip(*r["curve"])

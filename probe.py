@@ -233,13 +233,7 @@ def format_gain(value):
 
 def plot(results, uniform, path):
     """One line per model in three panels: cosine similarity, residual RMS and attention entropy vs depth."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")  # write files, never open a window
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot (pip install matplotlib); the JSON has every number")
-        return
+    plt = pyplot()
     fig, (cos_ax, rms_ax, ent_ax) = plt.subplots(1, 3, figsize=(15, 4.5))
     for i, (name, r) in enumerate(results.items()):
         style = {"label": name, "linestyle": ["-", "--", ":", "-."][i % 4]}  # blocks that coincide stay visible
