@@ -25,7 +25,7 @@ from tqdm import tqdm
 from blocks import BLOCKS
 from blocks.parts import IdentityPlusLinear, ShapedAttention, shaped_attention_matrix, uniform_causal_matrix
 from checkpoint import CheckpointError, load_trained_model
-from common import pick_device, run_main
+from common import pick_device, pyplot, run_main
 from configurator import ConfigError, parse_config, setting
 from data import load_dataset
 from model import GPT, GPTConfig, ModelSettings
