@@ -24,7 +24,7 @@ import torch
 from blocks import BLOCKS, LADDER
 from checkpoint import CheckpointError, load_checkpoint, read_log
 from common import pyplot, run_main
-from configurator import ConfigError, parse_config, setting
+from configurator import ConfigError, parse_config, setting, unknown
 from model import GPT, GPTConfig
 from train import BOOKKEEPING, TrainConfig  # compare.py runs train.py: it speaks train.py's settings
 
@@ -37,15 +37,22 @@ class CompareConfig:
     report: str = setting("out/compare", "folder for compare.md, compare.json and compare.png")
 
     def __post_init__(self):
-        for block in self.blocks.split(","):
+        blocks = self.blocks.split(",")
+        for block in blocks:
             if block not in BLOCKS:
                 raise ConfigError(f"unknown block {block!r}; valid blocks: {', '.join(BLOCKS)}")
+            if blocks.count(block) > 1:
+                raise ConfigError(f"--blocks names {block} twice; name each block once")
 
 
 def parse(argv):
     """compare.py's own settings, and each block's train.py settings from the rest of argv: config
     files are read once per block, so a preset can choose a learning rate by block."""
-    own = {f.name for f in fields(CompareConfig)}
+    own = [f.name for f in fields(CompareConfig)]
+    known = own + [f.name for f in fields(TrainConfig) if f.name != "block"]  # --blocks sets each run's block
+    for arg in argv:
+        if arg.startswith("--") and arg != "--help" and arg[2:].partition("=")[0] not in known:
+            raise unknown(arg[2:].partition("=")[0], known, arg)
     mine = [arg for arg in argv
             if arg in ("-h", "--help") or (arg.startswith("--") and arg[2:].partition("=")[0] in own)]
     cfg = parse_config(CompareConfig, mine, "compare.py")
@@ -84,6 +91,9 @@ def summarise(run):
     """One row of the table, from the run's checkpoint and log."""
     ckpt = load_checkpoint(run.run_dir / "ckpt.pt")
     rows = read_log(run.run_dir / "log.jsonl")
+    if latest(rows, "val_loss") is None:
+        raise CheckpointError(f"{run.run_dir / 'log.jsonl'} is missing or holds no validation loss, so {run.block} "
+                              f"cannot be compared; delete {run.run_dir} and run compare.py again to retrain it")
     with torch.device("meta"):  # only the shapes, to count parameters
         model = GPT(GPTConfig(**ckpt["model_config"]))
     train_time = ckpt["train_time"]

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from blocks import BLOCKS
 from checkpoint import CheckpointError, append_log, load_checkpoint, read_log, run_dir, save_checkpoint
-from common import autocast, measure_matmul_flops, peak_memory, pick_device, pick_dtype, run_main, synchronize
+from common import autocast, measure_matmul_flops, peak_memory, pick_device, pick_dtype, run_main
 from configurator import ConfigError, parse_config, setting
 from data import dataset_dir, load_dataset
 from model import GPT, GPTConfig, ModelSettings
@@ -245,29 +245,26 @@ def checkpoint(state, cfg, fingerprint):
         "data_rng": state.data_rng.get_state(), "torch_rng": torch.get_rng_state()})
 
 
-def train_step(model, state, micro_batches, cfg, ctx, procs):
-    """One optimizer step over this process's micro-batches; returns the mean loss over all of them,
-    or None if it was not finite and the step was skipped (--on_nonfinite=skip)."""
+def train_step(model, state, micro_batches, cfg, ctx, device):
+    """One optimizer step over this process's micro-batches. Returns the mean loss over all processes'
+    micro-batches as a tensor on the device: reading it would make the host wait for the device, so the
+    loop reads losses back only when it logs or saves. With --on_nonfinite=skip it must look at once:
+    a non-finite loss then skips the update, and the step returns None."""
     lr = learning_rate_at(state.step, cfg)
     for group in state.optimizer.param_groups:
         group["lr"] = lr
-    loss_sum = torch.zeros((), device=procs.device)
+    loss_sum = torch.zeros((), device=device)
     for i, (x, y) in enumerate(micro_batches):
-        if procs.world_size > 1:  # all-reduce the gradients only on the last micro-batch
+        if isinstance(model, DDP):  # all-reduce the gradients only on the last micro-batch
             model.require_backward_grad_sync = i == len(micro_batches) - 1
         with ctx:
-            _, loss = model(x.to(procs.device), y.to(procs.device))
+            _, loss = model(x, y)
         loss = loss / len(micro_batches)  # the gradient of the mean over micro-batches
         state.scaler.scale(loss).backward()
         loss_sum += loss.detach()
-    if procs.world_size > 1:
+    if isinstance(model, DDP):
         dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG)
-    loss = loss_sum.item()
-    if not math.isfinite(loss):
-        if cfg.on_nonfinite == "stop":
-            raise FloatingPointError(f"{cfg.block}: loss is {loss} at step {state.step}; stopped, and the last good "
-                                     f"checkpoint in {cfg.run_dir} is kept (try a lower --learning_rate, or "
-                                     f"--on_nonfinite=skip)")
+    if cfg.on_nonfinite == "skip" and not torch.isfinite(loss_sum):
         state.optimizer.zero_grad(set_to_none=True)
         return None
     if cfg.grad_clip > 0:
@@ -276,7 +273,15 @@ def train_step(model, state, micro_batches, cfg, ctx, procs):
     state.scaler.step(state.optimizer)
     state.scaler.update()
     state.optimizer.zero_grad(set_to_none=True)
-    return loss
+    return loss_sum
+
+
+def to_device(batch, device):
+    """The micro-batches on the device. On a GPU the copy runs from pinned memory, asynchronously:
+    the host goes on to queue the step while the copy is in flight."""
+    if not device.startswith("cuda"):
+        return batch
+    return [tuple(t.pin_memory().to(device, non_blocking=True) for t in xy) for xy in batch]
 
 
 @torch.no_grad()
@@ -297,21 +302,48 @@ def evaluate(model, windows, batch_size, ctx, procs):
     return (total / count).item()
 
 
-def open_run_folder(cfg, state, fingerprint):
-    """Make out_dir hold this run alone. The checkpoint goes first, atomically: whatever the folder held
-    before, a kill at any later moment leaves a checkpoint that resume trusts, and resume keeps only the
-    log rows up to that checkpoint's step."""
+def warm_up(model, windows, batch_size, ctx, device):
+    """A forward and backward pass on validation windows, gradients dropped: it triggers torch.compile's
+    compilation and changes no state the run depends on (no weights, no random numbers)."""
+    x, y = (t[:batch_size].to(device) for t in windows)
+    with ctx:
+        _, loss = model(x, y)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+
+
+def open_dataset(cfg, ckpt, procs):
+    """The run's dataset; the master builds the default one on first use while the others wait."""
+    if not procs.master:
+        dist.barrier()
+    ds = load_dataset(cfg.dataset)
+    if procs.master and procs.world_size > 1:
+        dist.barrier()
+    if ckpt is not None and ckpt["dataset_fingerprint"] != ds.fingerprint:
+        raise CheckpointError(f"the checkpoint in {cfg.run_dir} was trained on a different build of "
+                              f"{ds.data_dir}; resume with the same data or use another --out_dir")
+    return ds
+
+
+def open_run_folder(cfg, state, fingerprint, changes):
+    """Make out_dir hold this run alone, and return its log. The checkpoint goes first, atomically: whatever
+    the folder held before, a kill at any later moment leaves a checkpoint that resume trusts, and resume
+    keeps only the log rows up to that checkpoint's step."""
     try:
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create --out_dir {cfg.run_dir}: {e.strerror}") from None
     if state.step == 0:
         checkpoint(state, cfg, fingerprint)  # a new run replaces any old one right away
-    log_path = cfg.run_dir / "log.jsonl"
-    kept = [row for row in read_log(log_path) if row["step"] <= state.step]
-    log_path.write_text("".join(json.dumps(row) + "\n" for row in kept))
+    log = RunLog(cfg.run_dir / "log.jsonl")
+    kept = [row for row in read_log(log.path) if row["step"] <= state.step]
+    log.path.write_text("".join(json.dumps(row) + "\n" for row in kept))
     (cfg.run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    return log_path
+    if changes:
+        print("continuing with changed settings: " + ", ".join(f"{key} {old} -> {new}"
+                                                                 for key, (old, new) in changes.items()))
+        append_log(log.path, {"step": state.step, "changed": changes})
+    return log
 
 
 # -----------------------------------------------------------------------------
@@ -326,14 +358,7 @@ def train(cfg, ckpt=None):
         dtype = pick_dtype(cfg.dtype, device_type)
         if cfg.grad_accum % procs.world_size:
             raise ConfigError(f"--grad_accum={cfg.grad_accum} must be a multiple of the {procs.world_size} processes")
-        if not procs.master:
-            dist.barrier()  # the master builds the default dataset on first use; the others wait for it
-        ds = load_dataset(cfg.dataset)
-        if procs.master and procs.world_size > 1:
-            dist.barrier()
-        if ckpt is not None and ckpt["dataset_fingerprint"] != ds.fingerprint:
-            raise CheckpointError(f"the checkpoint in {cfg.run_dir} was trained on a different build of "
-                                  f"{ds.data_dir}; resume with the same data or use another --out_dir")
+        ds = open_dataset(cfg, ckpt, procs)
         val_windows = ds.val_windows(cfg.block_size, cfg.eval_windows)
         state = start_or_resume(cfg, ckpt, ds.tokenizer.vocab_size, procs.device, dtype)
         changes = changed_settings(ckpt["config"], cfg) if ckpt else {}  # allowed by --allow_changes
@@ -342,19 +367,17 @@ def train(cfg, ckpt=None):
         if procs.world_size > 1:
             model = DDP(model, device_ids=[procs.device] if device_type == "cuda" else None)
         ctx = autocast(device_type, dtype)
+        if cfg.compile:  # compile now, so that no training step's time includes it
+            warm_up(model, val_windows, cfg.batch_size, ctx, procs.device)
         if procs.master:
-            log_path = open_run_folder(cfg, state, ds.fingerprint)
-            if changes:
-                print("continuing with changed settings: " + ", ".join(f"{key} {old} -> {new}"
-                                                                         for key, (old, new) in changes.items()))
-                append_log(log_path, {"step": state.step, "changed": changes})
+            log = open_run_folder(cfg, state, ds.fingerprint, changes)
             print(f"{cfg.block}: {state.model.num_params() / 1e6:.2f}M parameters, {cfg.tokens_per_step:,} tokens "
                   f"per step, {procs.device} {dtype}" + (f", {procs.world_size} processes" if procs.world_size > 1
                                                           else ""))
-            peak_flops = measure_matmul_flops(procs.device, dtype)
-        flops_per_token = state.model.flops_per_token()
+            log.peak_flops = measure_matmul_flops(procs.device, dtype)
+            log.flops_per_token = state.model.flops_per_token() / procs.world_size
 
-        interval, last_row = Interval(), {}
+        interval = Interval(state.step)
         bar = tqdm(total=cfg.max_steps, initial=state.step, disable=not procs.master, unit="step", dynamic_ncols=True)
         while state.step < cfg.max_steps and not stop:
             t0 = time.perf_counter()
@@ -362,56 +385,89 @@ def train(cfg, ckpt=None):
             # so the data seen does not depend on the number of processes
             x, y = ds.get_batch("train", cfg.batch_size * cfg.grad_accum, cfg.block_size, state.data_rng)
             micro_batches = list(zip(x.split(cfg.batch_size), y.split(cfg.batch_size)))[procs.rank::procs.world_size]
-            interval.add(train_step(model, state, micro_batches, cfg, ctx, procs), state.step)
-            synchronize(procs.device)
-            dt = time.perf_counter() - t0
-            state.step, state.train_time, interval.seconds = state.step + 1, state.train_time + dt, interval.seconds + dt
-            bar.update()
-
-            last = state.step == cfg.max_steps
-            evaluating = state.step % cfg.eval_interval == 0 or last
-            val_loss = evaluate(model, val_windows, cfg.batch_size, ctx, procs) if evaluating else None
-            if procs.master and (evaluating or state.step % cfg.log_interval == 0):
-                last_row = interval.row(state, cfg, val_loss)
-                last_row |= {"mfu": flops_per_token * last_row["tokens_per_sec"] / procs.world_size / peak_flops,
-                             "peak_memory": peak_memory(procs.device)}
-                append_log(log_path, last_row)
-                report(bar, last_row)
-                interval = Interval()
+            interval.add(train_step(model, state, to_device(micro_batches, procs.device), cfg, ctx, procs.device))
+            state.step += 1
             if procs.world_size > 1 and agree_to_stop(stop, procs.device) and not stop:
                 stop.append(signal.SIGTERM)  # another process was asked to stop
-            if procs.master and (state.step % cfg.checkpoint_interval == 0 or last or stop):
+            last = state.step == cfg.max_steps
+            evaluating = state.step % cfg.eval_interval == 0 or last
+            logging = evaluating or state.step % cfg.log_interval == 0
+            saving = state.step % cfg.checkpoint_interval == 0 or last or stop
+            if logging or saving:
+                interval.read_back(cfg)  # waits for the device; a non-finite loss stops the run here, unsaved
+            dt = time.perf_counter() - t0
+            state.train_time, interval.seconds = state.train_time + dt, interval.seconds + dt
+            bar.update()
+
+            val_loss = evaluate(model, val_windows, cfg.batch_size, ctx, procs) if evaluating else None
+            if procs.master and logging:
+                log.write(interval, state, cfg, val_loss, procs.device, bar)
+            if logging:
+                interval = Interval(state.step)
+            if procs.master and saving:
                 checkpoint(state, cfg, ds.fingerprint)
         bar.close()
-    return {"step": state.step, "time": state.train_time, "train_loss": last_row.get("train_loss"),
-            "val_loss": last_row.get("val_loss"), "stopped_by": stop[0] if stop else None}
+    final = log.last_row if procs.master else {}
+    return {"step": state.step, "time": state.train_time, "train_loss": final.get("train_loss"),
+            "val_loss": final.get("val_loss"), "stopped_by": stop[0] if stop else None}
 
 
 class Interval:
     """The steps since the last log row: their losses, how many were skipped, how long they took."""
 
-    def __init__(self):
-        self.losses, self.skipped, self.seconds = [], 0, 0.0
+    def __init__(self, first_step):
+        self.first_step, self.skipped, self.seconds = first_step, 0, 0.0
+        self.losses, self.pending = [], []  # read back to the host / still on the device
 
-    def add(self, loss, step):
+    def add(self, loss):
+        """A step's loss: a tensor on the device, or None for a skipped step."""
         if loss is None:
             self.skipped += 1
+            step = self.first_step + len(self.losses) + len(self.pending) + self.skipped - 1
             tqdm.write(f"step {step}: the loss is not finite; skipped this batch", file=sys.stderr)
         else:
-            self.losses.append(loss)
+            self.pending.append(loss)
 
-    def row(self, state, cfg, val_loss):
-        """A log row. A train loss only if some step had a finite one; skipped steps are counted."""
-        steps = len(self.losses) + self.skipped
+    def read_back(self, cfg):
+        """Bring the losses to the host, where a non-finite one stops the run (--on_nonfinite=stop) before
+        anything is logged or saved: the last checkpoint stays the last good one."""
+        if not self.pending:
+            return
+        for i, loss in enumerate(torch.stack(self.pending).tolist()):
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"{cfg.block}: loss is {loss} at step {self.first_step + len(self.losses)}; "
+                                         f"stopped, and the last good checkpoint in {cfg.run_dir} is kept (try a "
+                                         f"lower --learning_rate, or --on_nonfinite=skip)")
+            self.losses.append(loss)
+        self.pending = []
+
+
+class RunLog:
+    """log.jsonl: a row every log_interval steps, and what the progress bar shows."""
+
+    def __init__(self, path):
+        self.path, self.last_row = path, {}
+        self.peak_flops = self.flops_per_token = None  # set once measured
+
+    def write(self, interval, state, cfg, val_loss, device, bar):
+        steps = len(interval.losses) + interval.skipped
         row = {"step": state.step, "lr": state.optimizer.param_groups[0]["lr"], "time": state.train_time,
-               "tokens_per_sec": steps * cfg.tokens_per_step / self.seconds}
-        if self.losses:
-            row["train_loss"] = sum(self.losses) / len(self.losses)
-        if self.skipped:
-            row["skipped"] = self.skipped
+               "tokens_per_sec": steps * cfg.tokens_per_step / interval.seconds}
+        if interval.losses:  # a train loss only if some step had a finite one
+            row["train_loss"] = sum(interval.losses) / len(interval.losses)
+        if interval.skipped:
+            row["skipped"] = interval.skipped
         if val_loss is not None:
             row["val_loss"] = val_loss
-        return row
+        row |= {"mfu": self.flops_per_token * row["tokens_per_sec"] / self.peak_flops,
+                "peak_memory": peak_memory(device)}
+        append_log(self.path, row)
+        self.last_row = row
+        if val_loss is not None:
+            train_loss = f"train loss {row['train_loss']:.4f}" if "train_loss" in row else "no finite train loss"
+            tqdm.write(f"step {row['step']}: {train_loss}, val loss {val_loss:.4f}")
+        bar.set_postfix(loss=f"{row.get('train_loss', float('nan')):.3f}", tok_s=f"{row['tokens_per_sec']:,.0f}",
+                        mfu=f"{row['mfu']:.0%}", refresh=False)
 
 
 def agree_to_stop(stop, device):
@@ -419,15 +475,6 @@ def agree_to_stop(stop, device):
     flag = torch.tensor(float(bool(stop)), device=device)
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bool(flag.item())
-
-
-def report(bar, row):
-    """The progress bar's numbers, and a line for every evaluation."""
-    if "val_loss" in row:
-        train_loss = f"train loss {row['train_loss']:.4f}" if "train_loss" in row else "no finite train loss"
-        tqdm.write(f"step {row['step']}: {train_loss}, val loss {row['val_loss']:.4f}")
-    bar.set_postfix(loss=f"{row.get('train_loss', float('nan')):.3f}", tok_s=f"{row['tokens_per_sec']:,.0f}",
-                    mfu=f"{row['mfu']:.0%}", refresh=False)
 
 
 def main(argv):
