@@ -45,11 +45,10 @@ def pyplot():
 
 
 def pick_device(name):
-    """The device to run on: auto picks cuda, then mps, then cpu."""
+    """The device to run on: auto picks cuda, then mps, then cpu. On a GPU, float32 matmuls run in TF32
+    from here on, for every script alike."""
     if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        return "mps" if torch.backends.mps.is_available() else "cpu"
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     try:
         kind = torch.device(name).type
     except RuntimeError:
@@ -57,23 +56,60 @@ def pick_device(name):
     available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
     if not available.get(kind, False):
         raise ConfigError(f"--device={name} is not available on this machine; use --device=auto")
+    if kind == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     return name
 
 
-def pick_dtype(name, device_type):
-    """bfloat16 autocast where the hardware has it, float16 with a grad scaler on GPUs without bfloat16."""
-    bf16_ok = {"cuda": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
-               "cpu": torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported(),
-               "mps": False}[device_type]
-    if name == "auto":
-        if device_type == "cuda":
-            return "bfloat16" if bf16_ok else "float16"
-        return "bfloat16" if bf16_ok else "float32"
-    if name == "bfloat16" and not bf16_ok:
-        raise ConfigError(f"--dtype=bfloat16 is not supported on {device_type} here; use --dtype=float32")
-    if name == "float16" and device_type != "cuda":
-        raise ConfigError("--dtype=float16 is for CUDA GPUs; use --dtype=bfloat16 or float32")
-    return name
+def device_name(device):
+    """The device in words, as runs record it: cpu, mps, or the GPU's name."""
+    return torch.cuda.get_device_name(device) if device.startswith("cuda") else torch.device(device).type
+
+
+def pick_dtype(name, device):
+    """The autocast precision for a --dtype setting on this device, and why, in a few words.
+
+    auto: on a GPU, bfloat16 where it is native (compute capability 8.0 and later: A100, H100, L4,
+    RTX 30xx/40xx), else float16 with a grad scaler (T4, V100: torch.cuda.is_bf16_supported() says yes
+    there too, but it counts emulation, several times slower). On a CPU, whichever of float32 and
+    bfloat16 multiplies matrices faster here, measured: CPUs differ (4x faster in bfloat16 on one,
+    1.7x slower on another)."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        capability = "{}.{}".format(*torch.cuda.get_device_capability(device))
+        native_bf16 = float(capability) >= 8.0
+        if name == "auto":
+            return ("bfloat16", "native on this GPU") if native_bf16 else \
+                ("float16", f"no native bfloat16 below compute capability 8.0 (this GPU: {capability})")
+        if name == "bfloat16" and not native_bf16:
+            raise ConfigError(f"--dtype=bfloat16 is only emulated on this GPU (compute capability {capability}), "
+                              f"several times slower; use --dtype=float16")
+        return name, "as set"
+    if name == "float16":
+        raise ConfigError(f"--dtype=float16 is for CUDA GPUs; use --dtype=bfloat16 or float32 on {kind}")
+    cpu_bf16 = kind == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if name == "bfloat16" and not cpu_bf16:
+        raise ConfigError(f"--dtype=bfloat16 is not supported on {kind} here; use --dtype=float32")
+    if name != "auto":
+        return name, "as set"
+    if not cpu_bf16:
+        return "float32", f"no bfloat16 on {kind} here"
+    speedup = matmul_seconds(device, "float32") / matmul_seconds(device, "bfloat16")
+    return ("bfloat16" if speedup > 1.1 else "float32"), f"bfloat16 matmuls {speedup:.1f}x float32's speed here"
+
+
+def matmul_seconds(device, dtype, n=1024, repeats=3):
+    """The best time of a few n x n matmuls in dtype: a fraction of a second in all."""
+    a, b = (torch.randn(n, n, device=device, dtype=getattr(torch, dtype)) for _ in range(2))
+    a @ b  # warm up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return min(times)
 
 
 def autocast(device_type, dtype):
@@ -87,15 +123,18 @@ def synchronize(device):
     """Wait for the device to finish its queued work (timings are meaningless without it)."""
     if device.startswith("cuda"):
         torch.cuda.synchronize(device)
-    elif device == "mps":
+    elif device.startswith("mps"):
         torch.mps.synchronize()
 
 
 def peak_memory(device):
-    """Peak memory of this process so far, in bytes: the CUDA allocator's peak on a GPU, else the
-    peak resident memory of the whole process (interpreter and data included)."""
+    """Memory in bytes: on CUDA the allocator's peak since the last reset; on MPS what the Metal driver
+    holds now (MPS keeps no peak); on a CPU the peak resident memory of the whole process (interpreter
+    and data included)."""
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated(device)
+    if device.startswith("mps"):
+        return torch.mps.driver_allocated_memory()
     try:
         import resource  # not on Windows
     except ImportError:
@@ -104,21 +143,46 @@ def peak_memory(device):
     return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux KiB
 
 
-def measure_matmul_flops(device, dtype, seconds=0.5):
-    """This machine's dense matmul rate in FLOP/s, measured: the peak that MFU is taken against."""
-    n = 8192 if device.startswith("cuda") else 2048  # large enough to reach the peak, small enough for a CPU
+def measure_matmul_flops(device, dtype, n=None, rounds=5, seconds=0.2):
+    """This machine's dense matmul rate in dtype, in FLOP/s: the peak that MFU is taken against.
+    The best of several timed rounds after a warm-up: a busy neighbour, or a GPU still raising its
+    clock, can only make a round slower, never faster."""
+    n = n or (8192 if device.startswith("cuda") else 2048)  # large enough to reach the peak
     a, b = (torch.randn(n, n, device=device, dtype=getattr(torch, dtype)) for _ in range(2))
-    a @ b  # warm up
+    for _ in range(3):
+        a @ b
     synchronize(device)
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(4):
+    best = 0.0
+    for _ in range(rounds):
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
             a @ b
-        synchronize(device)
-        count += 4
-    flops = 2 * n**3 * count / (time.perf_counter() - start)
-    if device.startswith("cuda"):  # the matrices were not the run's: free them, forget their peak
+            count += 1
+            synchronize(device)
+        best = max(best, 2 * n**3 * count / (time.perf_counter() - start))
+    if device.startswith("cuda"):  # the matrices were not the run's: free them, forget their peak memory
         del a, b
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    return flops
+    return best
+
+
+# Dense 16-bit tensor-core peaks (bfloat16 or float16 with float32 accumulation, no sparsity), TFLOP/s,
+# from NVIDIA's data sheets; matched against torch.cuda.get_device_name(), most specific name first.
+DATASHEET_TFLOPS = [
+    ("H100 PCIe", 756),  # H100 Tensor Core GPU data sheet (PCIe)
+    ("H100", 989),  # H100 data sheet (SXM: 1,979 with sparsity)
+    ("H200", 989),  # H200 Tensor Core GPU data sheet (SXM)
+    ("A100", 312),  # A100 Tensor Core GPU data sheet
+    ("L4", 121),  # L4 Tensor Core GPU data sheet (242 with sparsity)
+    ("T4", 65),  # T4 data sheet: mixed precision FP16/FP32
+    ("RTX 4090", 165.2),  # Ada Lovelace architecture whitepaper, FP16/BF16 with FP32 accumulate
+]
+
+
+def datasheet_flops(device, dtype):
+    """The data sheet's peak FLOP/s for this GPU and a 16-bit dtype, or None where we do not know it."""
+    if not device.startswith("cuda") or dtype not in ("bfloat16", "float16"):
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((tflops * 1e12 for key, tflops in DATASHEET_TFLOPS if key in name), None)

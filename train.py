@@ -28,7 +28,8 @@ from tqdm import tqdm
 
 from blocks import BLOCKS
 from checkpoint import CheckpointError, append_log, load_checkpoint, read_log, run_dir, save_checkpoint
-from common import autocast, measure_matmul_flops, peak_memory, pick_device, pick_dtype, run_main
+from common import (autocast, datasheet_flops, device_name, measure_matmul_flops, peak_memory, pick_device,
+                    pick_dtype, run_main)
 from configurator import ConfigError, parse_config, setting
 from data import dataset_dir, load_dataset
 from model import GPT, GPTConfig, ModelSettings
@@ -157,10 +158,10 @@ class Processes:
 
 
 @contextmanager
-def processes(device_name):
+def processes(device_setting):
     """Join torchrun's process group, if launched by torchrun, and leave it on every way out:
     a process that exits without destroy_process_group can die at exit (SIGABRT)."""
-    device = pick_device(device_name)
+    device = pick_device(device_setting)
     if "RANK" not in os.environ:
         yield Processes(0, 1, device)
         return
@@ -214,6 +215,8 @@ class State:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     data_rng: torch.Generator  # draws the batches, apart from the model's RNG
+    device: str
+    dtype: str  # autocast's precision; saved, since --dtype=auto may pick another one elsewhere
     step: int = 0
     train_time: float = 0.0  # seconds spent in training steps, evaluation excluded
 
@@ -225,7 +228,7 @@ def start_or_resume(cfg, ckpt, vocab_size, device, dtype):
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), cfg.eps,
                                            torch.device(device).type)
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=dtype == "float16")
-    state = State(model, optimizer, scaler, torch.Generator().manual_seed(cfg.seed))
+    state = State(model, optimizer, scaler, torch.Generator().manual_seed(cfg.seed), device, dtype)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -242,6 +245,7 @@ def checkpoint(state, cfg, fingerprint):
         "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
         "scaler": state.scaler.state_dict(), "step": state.step, "train_time": state.train_time,
         "config": asdict(cfg), "model_config": asdict(state.model.config), "dataset_fingerprint": fingerprint,
+        "device": device_name(state.device), "dtype": state.dtype,
         "data_rng": state.data_rng.get_state(), "torch_rng": torch.get_rng_state()})
 
 
@@ -355,7 +359,9 @@ def train(cfg, ckpt=None):
     "stopped_by"}: the signal's number if Ctrl-C or SIGTERM stopped the run early, else None."""
     with processes(cfg.device) as procs, stop_signals() as stop:
         device_type = torch.device(procs.device).type
-        dtype = pick_dtype(cfg.dtype, device_type)
+        # a resumed run keeps the precision that --dtype=auto picked for it: it is part of what it computes
+        dtype, why = (ckpt["dtype"], "as the run started") if ckpt and cfg.dtype == "auto" else \
+            pick_dtype(cfg.dtype, procs.device)
         if cfg.grad_accum % procs.world_size:
             raise ConfigError(f"--grad_accum={cfg.grad_accum} must be a multiple of the {procs.world_size} processes")
         ds = open_dataset(cfg, ckpt, procs)
@@ -372,9 +378,10 @@ def train(cfg, ckpt=None):
         if procs.master:
             log = open_run_folder(cfg, state, ds.fingerprint, changes)
             print(f"{cfg.block}: {state.model.num_params() / 1e6:.2f}M parameters, {cfg.tokens_per_step:,} tokens "
-                  f"per step, {procs.device} {dtype}" + (f", {procs.world_size} processes" if procs.world_size > 1
-                                                          else ""))
-            log.peak_flops = measure_matmul_flops(procs.device, dtype)
+                  f"per step, {procs.device} {dtype} ({why})" + (f", {procs.world_size} processes"
+                                                                 if procs.world_size > 1 else ""))
+            log.peak_flops = {"mfu": measure_matmul_flops(procs.device, dtype),
+                              "mfu_datasheet": datasheet_flops(procs.device, dtype)}
             log.flops_per_token = state.model.flops_per_token() / procs.world_size
 
         interval = Interval(state.step)
@@ -447,7 +454,7 @@ class RunLog:
 
     def __init__(self, path):
         self.path, self.last_row = path, {}
-        self.peak_flops = self.flops_per_token = None  # set once measured
+        self.peak_flops = self.flops_per_token = None  # set once measured: {"mfu": measured, "mfu_datasheet": ...}
 
     def write(self, interval, state, cfg, val_loss, device, bar):
         steps = len(interval.losses) + interval.skipped
@@ -459,8 +466,9 @@ class RunLog:
             row["skipped"] = interval.skipped
         if val_loss is not None:
             row["val_loss"] = val_loss
-        row |= {"mfu": self.flops_per_token * row["tokens_per_sec"] / self.peak_flops,
-                "peak_memory": peak_memory(device)}
+        row |= {key: self.flops_per_token * row["tokens_per_sec"] / peak for key, peak in self.peak_flops.items()
+                if peak is not None}  # MFU against the measured peak, and the data sheet's where known
+        row["peak_memory"] = peak_memory(device)
         append_log(self.path, row)
         self.last_row = row
         if val_loss is not None:
