@@ -23,10 +23,10 @@ import torch
 
 from blocks import BLOCKS, LADDER
 from checkpoint import CheckpointError, load_checkpoint, read_log
-from common import pyplot, run_main
+from common import device_name, pick_device, pyplot, run_main
 from configurator import ConfigError, parse_config, setting, unknown
 from model import GPT, GPTConfig
-from train import BOOKKEEPING, TrainConfig  # compare.py runs train.py: it speaks train.py's settings
+from train import TrainConfig, changed_settings  # compare.py runs train.py: it speaks train.py's settings
 
 
 @dataclass
@@ -63,19 +63,19 @@ def parse(argv):
     return cfg, runs
 
 
-def same_run(a, b):
-    return {k: v for k, v in asdict(a).items() if k not in BOOKKEEPING} == \
-           {k: v for k, v in asdict(b).items() if k not in BOOKKEEPING}
-
-
 def train_block(run):
     """Train one block in its own process, reusing or resuming what is already on disk."""
     ckpt_path = run.run_dir / "ckpt.pt"
     if ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
-        if not same_run(TrainConfig(**ckpt["config"]), run):
+        if changed_settings(ckpt["config"], run):
             raise CheckpointError(f"{run.run_dir} holds a run with other settings; pick another --out_dir "
                                   f"(or delete that folder)")
+        here = device_name(pick_device(run.device))
+        if ckpt["device"] != here or run.dtype not in ("auto", ckpt["dtype"]):
+            raise CheckpointError(f"{run.run_dir} holds a run made on {ckpt['device']} in {ckpt['dtype']}, and this "
+                                  f"one would run on {here} in {run.dtype}: its speed and memory would not compare; "
+                                  f"pick another --out_dir (or delete that folder)")
         if ckpt["step"] >= run.max_steps:
             print(f"{run.block}: reusing the finished run in {run.run_dir}")
             return

@@ -340,7 +340,7 @@ def print_summary(out_dir, manifest, seconds):
 
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message):  # argparse prints the whole usage first; one line is easier to read
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"error: {message} (see python data/prepare.py --help)\n")
 
 
 def main(argv=None):

@@ -1,0 +1,147 @@
+"""Bad input to every script, table-driven: each case must exit non-zero with exactly one line on stderr,
+`error: ...` naming what was wrong, no traceback, and leave every file of the dataset and run folders as it
+was. Scripts run in this process through the same entry points as on the command line (run_main, or
+prepare.py's argparse main), so the table stays fast; tests/test_train.py runs some of them as processes."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+import bench
+import compare
+import probe
+import sample
+import train
+from common import run_main
+from data import prepare as prepare_script
+from helpers import snapshot, tiny_flags
+
+MAINS = {"train.py": train.main, "sample.py": sample.main, "compare.py": compare.main, "bench.py": bench.main,
+         "probe.py": probe.main}
+
+
+@pytest.fixture(scope="module")
+def place(tiny_dataset, tmp_path_factory):
+    """A dataset, a finished run, broken copies of the dataset, and a few files to point scripts at."""
+    root = tmp_path_factory.mktemp("bad_input")
+    train.train(*train.settings(tiny_flags(tiny_dataset, root / "run", max_steps=2)))
+    broken = {}
+    for damage in ("ids", "tokenizer"):
+        broken[damage] = root / f"broken_{damage}"
+        shutil.copytree(tiny_dataset, broken[damage])
+    ids = np.memmap(broken["ids"] / "train.bin", dtype=np.uint16, mode="r+")
+    ids[5] = 60000  # an id the vocabulary does not have
+    ids.flush()
+    (broken["tokenizer"] / "tokenizer.json").write_text('{"name": "bpe", "pattern"')  # truncated
+    (root / "syntax.py").write_text("n_layer = = 3\n")
+    (root / "raises.py").write_text("n_layer = 1 / 0\n")
+    (root / "latin1.py").write_bytes(b"# caf\xe9\nn_layer = 3\n")
+    (root / "a_file").write_text("not a folder")
+    place = {"data": tiny_dataset, "root": root, "run": root / "run", **{f"broken_{k}": v for k, v in broken.items()}}
+    compare.compare(*compare.parse([arg.format(**place) for arg in COMPARE_FLAGS]))
+    (root / "compare" / "pre_ln" / "log.jsonl").unlink()  # a finished block whose log went missing
+    return place
+
+
+COMPARE_FLAGS = ["--dataset={data}", "--blocks=pre_ln", "--out_dir={root}/compare/{{block}}", "--report={root}/compare",
+                 "--max_steps=2", "--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4",
+                 "--eval_windows=8", "--device=cpu", "--dtype=float32"]
+
+
+T = "train.py"
+CASES = [  # (script, arguments with {placeholders} from `place`, a hint the error line must hold, exit status)
+    (T, ["--blok=sas"], "did you mean --block?", 2),
+    (T, ["--block=sasp"], "block='sasp' is not valid", 2),
+    (T, ["--max_steps=ten"], "expected an integer", 2),
+    (T, ["--max_steps"], "--max_steps needs a value", 2),
+    (T, ["--compile=maybe"], "expected true or false", 2),
+    (T, ["positional"], "cannot read argument 'positional'", 2),
+    (T, ["--dtype=fp8"], "dtype='fp8' is not valid", 2),
+    (T, ["--dtype=float16"], "float16 is for CUDA GPUs", 2),
+    (T, ["--device=gpu"], "--device=gpu is not a device", 2),
+    (T, ["--device=cuda"], "not available on this machine", 2),
+    (T, ["--n_embd=30", "--n_head=4"], "n_embd=30 must be divisible by n_head=4", 2),
+    (T, ["--learning_rate=-1"], "learning_rate must be > 0", 2),
+    (T, ["--learning_rate=nan"], "must be a finite number", 2),
+    (T, ["--learning_rate=inf"], "must be a finite number", 2),
+    (T, ["--beta1=1.5"], "beta1 must be in [0, 1)", 2),
+    (T, ["--beta2=-0.1"], "beta2 must be in [0, 1)", 2),
+    (T, ["--eps=-1"], "eps must be > 0", 2),
+    (T, ["--weight_decay=-1"], "weight_decay must be >= 0", 2),
+    (T, ["--grad_clip=-1"], "grad_clip must be >= 0", 2),
+    (T, ["--warmup_frac=1"], "warmup_frac must be in [0, 1)", 2),
+    (T, ["--mlp_gain=nan"], "must be a finite number", 2),
+    (T, ["--out_dir={root}/new/{{foo}}"], "the only placeholder it may hold is {block}", 2),
+    (T, ["--out_dir={root}/a_file/run"], "cannot create --out_dir", 2),
+    (T, ["{root}/nonexistent.py"], "cannot read config file", 2),
+    (T, ["{root}/syntax.py"], "line 1: invalid syntax", 2),
+    (T, ["{root}/raises.py"], "raised ZeroDivisionError", 2),
+    (T, ["{root}/latin1.py"], "is not UTF-8 text", 2),
+    (T, ["--out_dir={run}"], "already holds a run", 2),
+    (T, ["--out_dir={run}", "--resume", "--n_layer=3"], "n_layer=3 (saved: 2)", 1),
+    (T, ["--out_dir={run}", "--resume", "--learning_rate=0.01"], "--allow_changes", 2),
+    (T, ["--out_dir={root}/none", "--resume"], "no checkpoint at", 1),
+    (T, ["--dataset=missing_name"], "python data/prepare.py --source=DIR --name=missing_name", 1),
+    (T, ["--dataset={root}/missing/path"], "--out=", 1),
+    (T, ["--dataset={broken_ids}"], "holds token id 60000", 1),
+    (T, ["--dataset={broken_tokenizer}"], "tokenizer.json is damaged", 1),
+    (T, ["--block_size=100000"], "fewer than block_size + 1", 1),
+    ("sample.py", ["--out_dir={run}", "--temperature=nan"], "must be a finite number", 2),
+    ("sample.py", ["--out_dir={run}", "--temperature=0"], "temperature > 0", 2),
+    ("sample.py", ["--out_dir={run}", "--top_k=-1"], "top_k >= 0", 2),
+    ("sample.py", ["--out_dir={run}", "--prompt=FILE:{root}/none.txt"], "cannot read the prompt file", 2),
+    ("sample.py", ["--out_dir={root}/none"], "no checkpoint at", 1),
+    ("sample.py", ["--out_dir=out/{{foo}}"], "the only placeholder it may hold is {block}", 2),
+    ("prepare.py", ["--vocab_size=10", "--out={root}/new_data"], "vocab_size=10 is out of range", 1),
+    ("prepare.py", ["--val_fraction=2", "--out={root}/new_data"], "val_fraction=2.0 must be between 0 and 1", 1),
+    ("prepare.py", ["--source={root}/none", "--out={root}/new_data"], "does not exist", 1),
+    ("prepare.py", ["--tokenizer=words"], "invalid choice: 'words'", 2),
+    ("prepare.py", ["--vocab=300"], "unknown argument(s) --vocab=300", 2),
+    ("prepare.py", ["--out={data}", "--vocab_size=300"], "was built with other settings", 1),
+    ("compare.py", ["--blocks=pre_ln,pre_ln"], "names pre_ln twice", 2),
+    ("compare.py", ["--blocks=nope"], "unknown block 'nope'", 2),
+    ("compare.py", ["--max_step=3"], "valid settings: blocks, report", 2),
+    ("compare.py", ["--block=sas"], "did you mean --blocks?", 2),
+    ("compare.py", ["--out_dir={root}/same"], "out_dir must contain {block}", 2),
+    ("compare.py", COMPARE_FLAGS, "holds no validation loss", 1),
+    ("bench.py", ["--parts=foo"], "foo", 2),
+    ("bench.py", ["--steps=0"], "steps", 2),
+    ("bench.py", ["--rounds=0"], "rounds", 2),
+    ("bench.py", ["--batch_size=0"], "batch_size", 2),
+    ("bench.py", ["--max_T=0"], "max_T", 2),
+    ("bench.py", ["--shapes=2x30x4"], "n_embd=30 must be divisible by n_head=4", 2),
+    ("probe.py", ["--blocks=pre_ln,nope"], "unknown block 'nope'", 2),
+    ("probe.py", ["--checkpoints={root}/none"], "no checkpoint at", 1),
+    ("probe.py", ["--n_layer=many"], "expected an integer", 2),
+    ("probe.py", ["--block_size=1"], "block_size >= 2", 2),
+]
+
+
+def run(script, argv):
+    """Run a script's main as its command line would: the exit status it ends with."""
+    with pytest.raises(SystemExit) as ended:
+        if script == "prepare.py":
+            prepare_script.main(argv)
+        else:
+            run_main(MAINS[script], argv)
+    return ended.value.code
+
+
+@pytest.mark.parametrize("script, args, hint, status", CASES, ids=[f"{c[0]} {' '.join(c[1])}"[:80] for c in CASES])
+def test_bad_input_is_refused_in_one_line_and_changes_nothing(script, args, hint, status, place, capfd, monkeypatch):
+    monkeypatch.chdir(place["root"])  # anything a case writes by mistake lands here, and is seen
+    argv = [arg.format(**place) for arg in args]
+    if script == "train.py" and not any(arg.startswith("--dataset=") for arg in argv):
+        argv.insert(0, f"--dataset={place['data']}")
+    before = snapshot(place["root"], place["data"])
+    capfd.readouterr()
+    code = run(script, argv)
+    err = capfd.readouterr().err
+    # a bare SystemExit("error: ...") leaves its message to the interpreter: print it as Python would
+    line = code if isinstance(code, str) else err.strip()
+    assert (1 if isinstance(code, str) else code) == status, (code, err)
+    assert len(line.splitlines()) == 1 and line.startswith("error: "), err
+    assert hint in line, line
+    assert "Traceback" not in err
+    assert snapshot(place["root"], place["data"]) == before
