@@ -1,5 +1,6 @@
 """Helpers the test files share."""
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +67,17 @@ def tiny_flags(dataset, out_dir, **overrides):
                  batch_size=4, max_steps=12, eval_interval=6, eval_windows=8, log_interval=1,
                  checkpoint_interval=6, learning_rate=3e-3, device="cpu", dtype="float32")
     return [f"--{key}={value}" for key, value in {**flags, **overrides}.items()]
+
+
+def signal_at(monkeypatch, step, signum=signal.SIGINT):
+    """Make train.py's run receive a signal while it trains this step."""
+    import train
+
+    schedule = train.learning_rate_at
+
+    def learning_rate_at(at, cfg):
+        if at == step:
+            signal.raise_signal(signum)
+        return schedule(at, cfg)
+
+    monkeypatch.setattr(train, "learning_rate_at", learning_rate_at)

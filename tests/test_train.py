@@ -16,7 +16,7 @@ import train
 from checkpoint import CheckpointError, load_checkpoint, read_log
 from configurator import ConfigError, parse_config
 from data.prepare import prepare
-from helpers import ROOT, assert_one_line_error, run_script, snapshot, tiny_flags, write_corpus
+from helpers import ROOT, assert_one_line_error, run_script, signal_at, snapshot, tiny_flags, write_corpus
 from train import TrainConfig
 
 
@@ -46,18 +46,6 @@ def test_learning_rate_schedule():
     assert lrs[5] == pytest.approx(1e-3)  # peak
     assert all(a > b for a, b in zip(lrs[5:], lrs[6:]))  # linear decay
     assert lrs[-1] == pytest.approx(1e-3 / 95)  # towards 0
-
-
-def signal_at(monkeypatch, step, signum=signal.SIGINT):
-    """Make the run receive a signal while it trains this step."""
-    schedule = train.learning_rate_at
-
-    def learning_rate_at(at, cfg):
-        if at == step:
-            signal.raise_signal(signum)
-        return schedule(at, cfg)
-
-    monkeypatch.setattr(train, "learning_rate_at", learning_rate_at)
 
 
 def without_timings(rows):
