@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from blocks import BLOCKS
-from blocks.parts import IdentityPlusLinear, ShapedAttention, shaped_attention_matrix, uniform_causal_matrix
+from blocks.parts import IdentityPlusLinear, ShapedAttention, causal_softmax, uniform_causal_matrix
 from checkpoint import CheckpointError, load_trained_model
 from common import pick_device, pyplot, run_main
 from configurator import ConfigError, parse_config, setting
@@ -73,8 +73,7 @@ def softmax_attention(attn, x):
     """The softmax part A of an attention module's matrix for its input x (B, T, C): (B, nh, T, T).
     Standard and shaped attention share it; shaped attention adds alpha I - gamma C around it."""
     q, k, _ = attn.heads(x)  # (B, nh, T, hs)
-    off, on = torch.zeros(attn.n_head, device=x.device), torch.ones(attn.n_head, device=x.device)
-    return shaped_attention_matrix(q, k, alpha=off, beta=on, gamma=off)  # 0 I + 1 A - 0 C = A
+    return causal_softmax(q, k)
 
 
 def attention_entropy(A):

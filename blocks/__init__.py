@@ -9,7 +9,6 @@ the block's equation.
 """
 
 from . import no_attn_skip, no_attn_skip_unshaped, parallel, pre_ln, sas, sas_p, sas_p_nonorm
-from .parts import shaped_attention
 
 BLOCKS = {
     "pre_ln": pre_ln.Block,
@@ -22,4 +21,4 @@ BLOCKS = {
 }
 LADDER = ["pre_ln", "no_attn_skip", "sas", "sas_p", "sas_p_nonorm"]
 
-__all__ = ["BLOCKS", "LADDER", "shaped_attention"]
+__all__ = ["BLOCKS", "LADDER"]

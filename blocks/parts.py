@@ -4,6 +4,11 @@ The parts every block is built from: norm, MLP, attention, shaped attention.
 Block files in this folder only wire these parts together, so the difference
 between two neighbouring blocks of the ladder is exactly one removal.
 
+Precision: under autocast the matmuls run in bfloat16 (or float16), but every part hands back its
+output in its input's dtype, so the residual stream stays float32 in every block. A skip connection
+would do that by itself (float32 x + bfloat16 branch is float32), but the blocks without skips scale
+their branches by 0-dim gains, and a 0-dim float32 gain times a bfloat16 tensor stays bfloat16.
+
 The parts define shapes only. Every starting value (including the ones the
 paper cares most about: zero queries, identity values, the branch gains) is set
 in one place, GPT.init_weights in model.py.
@@ -42,7 +47,7 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(hidden, config.n_embd, bias=False)
 
     def forward(self, x):
-        return self.c_proj(F.relu(self.c_fc(x)))
+        return self.c_proj(F.relu(self.c_fc(x))).to(x.dtype)  # back in the stream's dtype: see the top
 
 
 class IdentityPlusLinear(nn.Module):
@@ -92,13 +97,13 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.size()  # batch, sequence length, embedding dim (n_embd)
         q, k = self.c_qk(x).split(C, dim=2)
         v = self.c_v(x).to(q.dtype)  # identity values too are in the dtype autocast gives q and k
-        return (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        return tuple(t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
 
     def forward(self, x):
         B, T, C = x.size()
         y = self.attend(*self.heads(x))  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
-        return self.c_proj(y)
+        return self.c_proj(y).to(x.dtype)  # back in the stream's dtype: see the top
 
 
 class ShapedAttention(CausalSelfAttention):
@@ -121,17 +126,21 @@ class ShapedAttention(CausalSelfAttention):
 
 
 def shaped_attention(q, k, v, alpha, beta, gamma):
-    """Causal shaped attention without building a T x T matrix.
+    """Causal shaped attention (Eq. 5), per head (alpha I + beta A - gamma C) v, without a T x T matrix.
 
-    q, k, v: (B, nh, T, hs); alpha, beta, gamma: (nh,). Returns (B, nh, T, hs).
-    (alpha I + beta A - gamma C) v is a sum of three terms, each with an O(T) form:
+    q, k, v: (B, nh, T, hs); alpha, beta, gamma: (nh,). Each of the three terms has an O(T) form:
         I v  = v
         A v  = torch's fused scaled_dot_product_attention (flash / memory-efficient kernels)
         C v  = running mean of v over positions <= t, since C[i, j] = 1/(i+1) for j <= i
+    The sum is taken in float32, the residual stream's precision, even when q, k, v are bfloat16
+    under autocast: C v's running sum does not drift over long sequences, and the gains' gradients
+    are summed in float32 rather than rounded to bfloat16. Returns float32 (B, nh, T, hs).
     shaped_attention_matrix below is the explicit form the tests hold this to.
     """
-    softmax_v = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
-    return ShapedSum.apply(v, softmax_v, alpha, beta, gamma)  # alpha v + beta softmax_v - gamma C v
+    softmax_v = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # A v
+    mean_v = v.float().cumsum(dim=-2) / positions(v.size(-2), v.device)  # C v
+    alpha, beta, gamma = (g.view(-1, 1, 1) for g in (alpha, beta, gamma))  # (nh, 1, 1), float32
+    return alpha * v + beta * softmax_v - gamma * mean_v
 
 
 def positions(T, device):
@@ -139,38 +148,15 @@ def positions(T, device):
     return torch.arange(1, T + 1, device=device, dtype=torch.float32).view(T, 1)
 
 
-class ShapedSum(torch.autograd.Function):
-    """alpha v + beta softmax_v - gamma C v, per head, with a hand-written backward.
+def causal_softmax(q, k):
+    """A: causal softmax attention, softmax(q k^T / sqrt(hs) + M) with M = -inf above the diagonal.
 
-    Left to autograd, this elementwise sum would keep its fp32 intermediates alive until the
-    backward pass: several times the memory of the attention itself. Here the backward needs only
-    v and softmax_v, which SDPA keeps for its own backward anyway. Everything is computed in v's
-    dtype (bf16 under autocast: mixed-dtype ops would make hidden fp32 copies), except the running
-    sums, which are fp32 because a bf16 running sum drifts.
+    q, k: (B, nh, T, hs). Returns (B, nh, T, T): O(T^2) memory, for tests and the probe, not training.
     """
-
-    @staticmethod
-    def forward(ctx, v, softmax_v, alpha, beta, gamma):
-        ctx.save_for_backward(v, softmax_v, alpha, beta, gamma)
-        c_scale = -gamma.view(-1, 1, 1) / positions(v.size(-2), v.device)  # (nh, T, 1): -gamma / (t+1)
-        out = v.cumsum(dim=-2, dtype=torch.float32).mul_(c_scale).to(v.dtype)  # -gamma C v
-        alpha, beta = (g.to(v.dtype).view(-1, 1, 1) for g in (alpha, beta))  # (nh, 1, 1)
-        return out.addcmul_(v, alpha).addcmul_(softmax_v, beta)
-
-    @staticmethod
-    def backward(ctx, grad):
-        v, softmax_v, alpha, beta, gamma = ctx.saved_tensors
-        # through C the gradient is C^T grad: (C^T g)_j = sum over i >= j of g_i / (i+1), a running
-        # sum from the end: flip the positions, take the running sum, flip back
-        scaled = grad.float() / positions(grad.size(-2), grad.device)
-        through_c = scaled.flip(-2).cumsum_(dim=-2).flip(-2).to(v.dtype)
-        per_head = (0, 2, 3)  # sum over batch, positions and channels
-        grad_alpha = (grad * v).sum(per_head).float()
-        grad_beta = (grad * softmax_v).sum(per_head).float()
-        grad_gamma = -(through_c * v).sum(per_head).float()  # sum of (C^T g) v = sum of g (C v)
-        alpha, beta, gamma = (g.to(v.dtype).view(-1, 1, 1) for g in (alpha, beta, gamma))
-        grad_v = through_c.mul_(-gamma).addcmul_(grad, alpha)  # alpha g - gamma C^T g
-        return grad_v, grad * beta, grad_alpha, grad_beta, grad_gamma
+    T, hs = q.size(-2), q.size(-1)
+    logits = q @ k.transpose(-2, -1) / hs**0.5  # (B, nh, T, T)
+    causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    return logits.masked_fill(~causal, float("-inf")).softmax(dim=-1)
 
 
 def uniform_causal_matrix(T, device=None):
@@ -182,14 +168,10 @@ def uniform_causal_matrix(T, device=None):
 def shaped_attention_matrix(q, k, alpha, beta, gamma):
     """The explicit shaped attention matrix alpha I + beta A - gamma C, (B, nh, T, T).
 
-    O(T^2) memory: the reference that tests compare shaped_attention against,
-    and what the signal-propagation probe inspects. Not used for training.
+    O(T^2) memory: the reference that tests compare shaped_attention against. Not used for training.
     """
-    T, hs = q.size(-2), q.size(-1)
-    logits = q @ k.transpose(-2, -1) / hs**0.5  # (B, nh, T, T)
-    causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
-    A = logits.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+    T = q.size(-2)
     I = torch.eye(T, device=q.device)
     C = uniform_causal_matrix(T, device=q.device)
     alpha, beta, gamma = (g.view(-1, 1, 1) for g in (alpha, beta, gamma))  # (nh, 1, 1)
-    return alpha * I + beta * A - gamma * C
+    return alpha * I + beta * causal_softmax(q, k) - gamma * C

@@ -258,3 +258,18 @@ def test_flops_per_token_counts_every_matmul_of_a_training_step(block):
         _, loss = model(idx, idx)
         loss.backward()
     assert counter.get_total_flops() == model.flops_per_token() * idx.numel()
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_residual_stream_stays_float32_under_autocast(block):
+    """One precision for every block: matmuls in bfloat16, the stream between blocks in float32, with or
+    without skip connections (a 0-dim float32 gain times a bfloat16 branch would stay bfloat16)."""
+    model, dtypes = tiny_model(block), []
+    for b in model.blocks:
+        b.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, loss = model(random_tokens(), random_tokens())
+    loss.backward()
+    assert dtypes == [torch.float32] * TINY["n_layer"]
+    gains = [p for name, p in model.named_parameters() if p.dim() < 2]
+    assert all(p.grad.dtype == torch.float32 for p in gains)

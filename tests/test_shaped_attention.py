@@ -1,10 +1,9 @@
-"""The fused shaped attention (SDPA + running mean) against the explicit T x T matrix."""
+"""Shaped attention without a T x T matrix (SDPA + running mean) against the explicit T x T matrix."""
 
 import pytest
 import torch
 
-from blocks import shaped_attention
-from blocks.parts import shaped_attention_matrix, uniform_causal_matrix
+from blocks.parts import causal_softmax, shaped_attention, shaped_attention_matrix, uniform_causal_matrix
 
 B, H, D = 2, 3, 16
 
@@ -21,35 +20,35 @@ def explicit(q, k, v, alpha, beta, gamma):
 
 
 @pytest.mark.parametrize("T", [1, 2, 3, 17, 64, 128, 257])
-def test_fused_equals_explicit_fp32(T):
+def test_equals_explicit_fp32(T):
     q, k, v, alpha, beta, gamma = random_inputs(T)
-    torch.testing.assert_close(shaped_attention(q, k, v, alpha, beta, gamma), explicit(q, k, v, alpha, beta, gamma),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(shaped_attention(q, k, v, alpha, beta, gamma),
+                               explicit(q, k, v, alpha, beta, gamma), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("T", [1, 17, 257])
-def test_fused_gradients_equal_explicit(T):
+def test_gradients_equal_explicit_fp32(T):
     inputs = [t.requires_grad_() for t in random_inputs(T)]
     grad_out = torch.randn(B, H, T, D)
-    fused = torch.autograd.grad(shaped_attention(*inputs), inputs, grad_out)
-    reference = torch.autograd.grad(explicit(*inputs), inputs, grad_out)
-    for got, want in zip(fused, reference):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    got = torch.autograd.grad(shaped_attention(*inputs), inputs, grad_out)
+    want = torch.autograd.grad(explicit(*inputs), inputs, grad_out)
+    for name, g, w in zip(["q", "k", "v", "alpha", "beta", "gamma"], got, want):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4, msg=name)
 
 
 @pytest.mark.parametrize("T", [1, 64, 257])
-def test_fused_bf16_within_bf16_tolerance(T):
+def test_bf16_within_bf16_tolerance(T):
     q, k, v, alpha, beta, gamma = random_inputs(T)
     q, k, v = (t.bfloat16() for t in (q, k, v))
     got = shaped_attention(q, k, v, alpha, beta, gamma)
-    assert got.dtype == torch.bfloat16
+    assert got.dtype == torch.float32  # summed in the stream's precision
     # the reference sees the same bf16-rounded inputs, computed in fp32
     want = explicit(q.float(), k.float(), v.float(), alpha, beta, gamma)
     torch.testing.assert_close(got.float(), want, rtol=2e-2, atol=2e-2)
 
 
 @pytest.mark.parametrize("T", [1, 64, 257])
-def test_fused_bf16_gradients_within_bf16_tolerance(T):
+def test_bf16_gradients_within_bf16_tolerance(T):
     q, k, v, alpha, beta, gamma = random_inputs(T)
     low = [t.bfloat16().requires_grad_() for t in (q, k, v)] + [g.requires_grad_() for g in (alpha, beta, gamma)]
     grad_out = torch.randn(B, H, T, D)
@@ -58,7 +57,7 @@ def test_fused_bf16_gradients_within_bf16_tolerance(T):
     high = [t.detach().float().requires_grad_() for t in low]
     want = torch.autograd.grad(explicit(*high), high, grad_out.bfloat16().float())
     for name, g, w in zip(["q", "k", "v", "alpha", "beta", "gamma"], got, want):
-        assert g.dtype == low[0].dtype if name in "qkv" else g.dtype == torch.float32, name
+        assert g.dtype == (torch.bfloat16 if name in "qkv" else torch.float32), name
         scale = w.abs().max().item()  # the gains' gradients are sums over B*T*D terms
         torch.testing.assert_close(g.float(), w, rtol=3e-2, atol=3e-2 * scale + 1e-5, msg=name)
 
@@ -67,6 +66,15 @@ def test_uniform_causal_matrix():
     C = uniform_causal_matrix(4)
     assert torch.equal(C[2], torch.tensor([1 / 3, 1 / 3, 1 / 3, 0.0]))
     torch.testing.assert_close(C.sum(dim=-1), torch.ones(4))
+
+
+def test_causal_softmax():
+    q, k, *_ = random_inputs(T=9)
+    A = causal_softmax(q, k)
+    assert A.shape == (B, H, 9, 9)
+    torch.testing.assert_close(A.sum(dim=-1), torch.ones(B, H, 9))
+    assert torch.equal(A.triu(diagonal=1), torch.zeros_like(A))  # no position sees its future
+    torch.testing.assert_close(causal_softmax(torch.zeros_like(q), k), uniform_causal_matrix(9).expand(B, H, 9, 9))
 
 
 def test_zero_logits_give_identity():
