@@ -3,16 +3,17 @@ Measure what the simplifications buy, side by side in one process, as ratios.
 
     python bench.py                          # everything, on the device train.py would pick
     python bench.py --parts=throughput --shapes=paper --blocks=pre_ln,sas,sas_p
-    python bench.py --parts=attention        # fused shaped attention vs explicit T x T vs plain SDPA
+    python bench.py --parts=attention        # shaped attention's forms against plain SDPA
 
-Three parts:
+Two parts:
   throughput  training steps/s of every block (forward, backward, clip, AdamW), relative to pre_ln,
-              and model-FLOPs utilisation against this machine's measured dense matmul rate;
-  attention   shaped attention computed as SDPA + running mean (blocks.shaped_attention) against
-              the explicit (alpha I + beta A - gamma C) v and against plain causal SDPA, forward
-              and backward: time and peak memory, T = 128 ... 4096;
-  (each block is timed in rounds, best of rounds kept, so a busy neighbour hurts less).
-Nothing here asserts a target: it prints what it measured.
+              and model-FLOPs utilisation against this machine's measured dense matmul rate
+              (each block is timed in rounds, best of rounds kept, so a busy neighbour hurts less);
+  attention   shaped attention (alpha I + beta A - gamma C) v as the model computes it (SDPA plus a
+              running mean, blocks.parts.shaped_attention), with a hand-written backward, and as the
+              explicit T x T matrix, against plain causal SDPA: forward and backward, time and peak
+              memory, T = 128 ... max_T, in float32 and in the training dtype.
+Nothing here asserts a target: it prints what it measured, and bench() returns it.
 """
 
 import json
@@ -28,19 +29,21 @@ from torch.nn import functional as F
 
 from blocks import BLOCKS
 from blocks.parts import shaped_attention, shaped_attention_matrix
+from common import autocast, measure_matmul_flops, pick_device, pick_dtype, run_main, synchronize
 from configurator import ConfigError, parse_config, setting
 from model import GPT, GPTConfig
-from train import autocast, measure_matmul_flops, pick_device, pick_dtype, synchronize
 
-SHAPES = {  # n_layer, n_embd, n_head; T = 128 for both
+TRAIN_T = 128  # the sequence length the paper trains at: the throughput part's, the attention part's shortest
+SHAPES = {  # n_layer, n_embd, n_head
     "default": (4, 256, 4),  # train.py's default model
     "paper": (18, 768, 12),  # the paper's CodeParrot model
 }
+PARTS = ("throughput", "attention")
 
 
 @dataclass
 class BenchConfig:
-    parts: str = setting("throughput,attention", "which measurements: throughput, attention, or both")
+    parts: str = setting(",".join(PARTS), f"which measurements: {', '.join(PARTS)}, or both")
     shapes: str = setting("default,paper", f"model shapes to time: {', '.join(SHAPES)}, or n_layer x n_embd x n_head "
                                            "such as 12x128x4")
     blocks: str = setting(",".join(BLOCKS), "blocks to time (pre_ln is always included: the ratios are to it)")
@@ -49,28 +52,25 @@ class BenchConfig:
     steps: int = setting(5, "timed training steps per block and round")
     rounds: int = setting(2, "rounds over all blocks; each block keeps its best round")
     compile: bool = setting(False, "torch.compile every model first")
-    max_T: int = setting(4096, "longest sequence in the attention part")
+    max_T: int = setting(4096, f"longest sequence in the attention part: a power of two, at least {TRAIN_T}")
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
     dtype: str = setting("auto", "as in train.py: auto picks bfloat16 where supported",
                          choices=["auto", "float32", "bfloat16", "float16"])
 
-
-# -----------------------------------------------------------------------------
-# throughput of every block
-
-
-def best_seconds(fn, device, repeats, warmup=0):
-    """The fastest of `repeats` timed calls of fn(), after `warmup` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    def __post_init__(self):
+        for name in ("batch_size", "vocab_size", "steps", "rounds"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name}={getattr(self, name)}: must be at least 1")
+        if self.max_T < TRAIN_T or self.max_T & (self.max_T - 1):  # a power of two has a single bit set
+            raise ConfigError(f"--max_T={self.max_T}: must be a power of two, at least {TRAIN_T}")
+        for part in self.parts.split(","):
+            if part not in PARTS:
+                raise ConfigError(f"unknown part {part!r}; valid parts: {', '.join(PARTS)}")
+        for block in self.blocks.split(","):
+            if block not in BLOCKS:
+                raise ConfigError(f"unknown block {block!r}; valid blocks: {', '.join(BLOCKS)}")
+        for shape in self.shapes.split(","):
+            parse_shape(shape)
 
 
 def parse_shape(name):
@@ -89,15 +89,33 @@ def parse_shape(name):
     return n_layer, n_embd, n_head
 
 
+def best_seconds(fn, device, repeats, warmup=0):
+    """The fastest of `repeats` timed calls of fn(), after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+# -----------------------------------------------------------------------------
+# throughput of every block
+
+
 def time_training(block, shape, cfg, device, dtype):
     """Seconds per training step (best of cfg.steps), and the model, for one block."""
     n_layer, n_embd, n_head = parse_shape(shape)
     torch.manual_seed(0)
-    model = GPT(GPTConfig(block=block, vocab_size=cfg.vocab_size, block_size=128, n_layer=n_layer,
+    model = GPT(GPTConfig(block=block, vocab_size=cfg.vocab_size, block_size=TRAIN_T, n_layer=n_layer,
                           n_head=n_head, n_embd=n_embd)).to(device)
     optimizer = model.configure_optimizers(0.1, 1e-3, device_type=torch.device(device).type)
     runner = torch.compile(model) if cfg.compile else model
-    x = torch.randint(0, cfg.vocab_size, (cfg.batch_size, 128), device=device)
+    x = torch.randint(0, cfg.vocab_size, (cfg.batch_size, TRAIN_T), device=device)
     ctx = autocast(torch.device(device).type, dtype)
 
     def step():
@@ -111,10 +129,14 @@ def time_training(block, shape, cfg, device, dtype):
     return best_seconds(step, device, cfg.steps, warmup=2), model
 
 
-def throughput(cfg, device, dtype, blocks):
+def throughput(cfg, device, dtype):
+    """Per shape, per block: params, best seconds per step, tokens/s, speed relative to pre_ln and MFU.
+    Prints each shape's table as it is done."""
     peak = measure_matmul_flops(device, dtype)
-    print(f"\nthroughput: {device} {dtype}, batch {cfg.batch_size} x T=128, vocab {cfg.vocab_size}; "
+    print(f"\nthroughput: {device} {dtype}, batch {cfg.batch_size} x T={TRAIN_T}, vocab {cfg.vocab_size}; "
           f"measured dense matmul peak {peak / 1e12:.2f} TFLOP/s")
+    blocks = ["pre_ln"] + [b for b in cfg.blocks.split(",") if b != "pre_ln"]
+    results = {"matmul_flops": peak, "shapes": {}}
     for shape in cfg.shapes.split(","):
         best, info = {}, {}
         for _ in range(cfg.rounds):
@@ -123,17 +145,22 @@ def throughput(cfg, device, dtype, blocks):
                 best[block] = min(best.get(block, float("inf")), seconds)
                 info[block] = (model.num_params(), model.flops_per_token())
                 del model
+        rows = results["shapes"][shape] = {}
+        for block in blocks:
+            tokens_per_s = cfg.batch_size * TRAIN_T / best[block]
+            params, flops_per_token = info[block]
+            rows[block] = {"params": params, "seconds": best[block], "tokens_per_s": tokens_per_s,
+                           "vs_pre_ln": best["pre_ln"] / best[block], "mfu": flops_per_token * tokens_per_s / peak}
         print(f"\n{shape} shape {parse_shape(shape)} (n_layer, n_embd, n_head):")
         print(f"  {'block':22s} {'params':>9s} {'ms/step':>8s} {'tokens/s':>9s} {'vs pre_ln':>9s} {'MFU':>6s}")
-        for block in blocks:
-            tokens_per_sec = cfg.batch_size * 128 / best[block]
-            params, flops_per_token = info[block]
-            print(f"  {block:22s} {params / 1e6:8.2f}M {best[block] * 1e3:8.0f} {tokens_per_sec:9,.0f} "
-                  f"{best['pre_ln'] / best[block]:8.2f}x {flops_per_token * tokens_per_sec / peak:6.1%}")
+        for block, r in rows.items():
+            print(f"  {block:22s} {r['params'] / 1e6:8.2f}M {r['seconds'] * 1e3:8.0f} {r['tokens_per_s']:9,.0f} "
+                  f"{r['vs_pre_ln']:8.2f}x {r['mfu']:6.1%}")
+    return results
 
 
 # -----------------------------------------------------------------------------
-# shaped attention: fused vs explicit vs plain SDPA
+# shaped attention's forms against plain SDPA
 
 
 def explicit_shaped_attention(q, k, v, alpha, beta, gamma):
@@ -189,7 +216,7 @@ def peak_memory_of(fn, device):
 
 
 def run_attention(name, T, device, dtype, repeats=3):
-    """(best seconds for forward + backward, peak bytes above the inputs) of one attention form."""
+    """Best seconds for forward + backward and peak bytes above the inputs, of one attention form."""
     q, k, v, alpha, beta, gamma = inputs = attention_inputs(T, device, dtype)
     grad_out = torch.randn_like(q)
     fn = ATTENTION[name]
@@ -201,41 +228,42 @@ def run_attention(name, T, device, dtype, repeats=3):
 
     forward_backward()  # warm up
     memory = peak_memory_of(forward_backward, device)
-    return best_seconds(forward_backward, device, repeats), memory
+    return {"seconds": best_seconds(forward_backward, device, repeats), "memory": memory}
 
 
 def attention(cfg, device, dtype):
-    print(f"\nshaped attention, forward + backward, {device} {dtype}, batch 4096 // T, 12 heads of 64; "
-          "best time and peak memory above the inputs")
-    print(f"  {'T':>5s} " + "".join(f"{name:>26s}" for name in ATTENTION) + f"{'fused / plain':>20s}")
-    T = 128
-    while T <= cfg.max_T:
-        results = {name: run_attention(name, T, device, dtype) for name in ATTENTION}
-        cells = "".join(f"{t * 1e3:12.1f} ms {m / 2**20:8.0f} MiB" for t, m in results.values())
-        (tf, mf), (tp, mp) = results["shaped, fused"], results["plain SDPA"]
-        print(f"  {T:5d} {cells}   {tf / tp:5.2f}x time {mf / mp:5.2f}x mem")
-        T *= 2
+    """Per dtype (float32 and the training dtype), per T, per form: seconds and peak bytes.
+    Prints each dtype's table as it is done."""
+    results = {}
+    for precision in dict.fromkeys(["float32", dtype]):  # both, once each
+        print(f"\nshaped attention, forward + backward, {device} {precision}, batch 4096 // T, 12 heads of 64; "
+              "best time and peak memory above the inputs")
+        print(f"  {'T':>5s}  {'form':24s} {'ms':>9s} {'MiB':>7s} {'time vs SDPA':>13s} {'mem vs SDPA':>12s}")
+        results[precision] = {}
+        T = TRAIN_T
+        while T <= cfg.max_T:
+            row = results[precision][T] = {name: run_attention(name, T, device, precision) for name in ATTENTION}
+            plain = row["plain SDPA"]
+            for name, r in row.items():
+                print(f"  {T:5d}  {name:24s} {r['seconds'] * 1e3:9.1f} {r['memory'] / 2**20:7.1f} "
+                      f"{r['seconds'] / plain['seconds']:12.2f}x {r['memory'] / plain['memory']:11.2f}x", flush=True)
+            T *= 2
+    return results
+
+
+def bench(cfg):
+    """Run the parts cfg asks for; returns what they measured, by part."""
+    device = pick_device(cfg.device)
+    dtype, why = pick_dtype(cfg.dtype, device)
+    print(f"{device}, training dtype {dtype}: {why}")
+    parts = cfg.parts.split(",")
+    runs = {"throughput": throughput, "attention": attention}  # in PARTS's order
+    return {part: run(cfg, device, dtype) for part, run in runs.items() if part in parts}
 
 
 def main(argv):
-    try:
-        cfg = parse_config(BenchConfig, argv, "bench.py")[0]
-        device = pick_device(cfg.device)
-        dtype = pick_dtype(cfg.dtype, torch.device(device).type)
-        blocks = ["pre_ln"] + [b for b in cfg.blocks.split(",") if b != "pre_ln"]
-        for name in blocks:
-            if name not in BLOCKS:
-                raise ConfigError(f"unknown block {name!r}; valid blocks: {', '.join(BLOCKS)}")
-        for shape in cfg.shapes.split(","):
-            parse_shape(shape)
-    except ConfigError as e:
-        sys.exit(f"error: {e}")
-    parts = cfg.parts.split(",")
-    if "throughput" in parts:
-        throughput(cfg, device, dtype, blocks)
-    if "attention" in parts:
-        attention(cfg, device, dtype)
+    bench(parse_config(BenchConfig, argv, "bench.py"))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_main(main, sys.argv[1:])

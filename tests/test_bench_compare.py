@@ -1,37 +1,56 @@
-"""bench.py and compare.py at tiny sizes: their code paths, not their numbers."""
+"""bench.py and compare.py at tiny sizes: their code paths, and how their numbers fit together."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import bench
 import compare
+from common import run_main
 from configurator import ConfigError
 
 ROOT = Path(__file__).parent.parent
 
 
-def test_bench_prints_every_block_and_attention_form():
-    result = subprocess.run([sys.executable, "bench.py", "--shapes=2x32x2", "--blocks=pre_ln,sas,sas_p",
-                             "--batch_size=2", "--vocab_size=64", "--steps=1", "--rounds=1", "--max_T=256",
-                             "--device=cpu"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
-    for block in ("pre_ln", "sas", "sas_p"):
-        assert f"  {block} " in out
-    assert "1.00x" in out  # pre_ln against itself
-    for name in ("plain SDPA", "shaped, fused", "shaped, explicit"):
-        assert name in out
-    assert "  128 " in out and "  256 " in out and "  512 " not in out
+def test_bench_measures_every_block_and_attention_form(capsys):
+    cfg = bench.BenchConfig(shapes="2x32x2", blocks="pre_ln,sas,sas_p", batch_size=2, vocab_size=64, steps=1,
+                            rounds=1, max_T=256, device="cpu")
+    results = bench.bench(cfg)
+    assert list(results) == ["throughput", "attention"]
+
+    assert 0 < results["throughput"]["matmul_flops"] < math.inf
+    rows = results["throughput"]["shapes"]["2x32x2"]
+    assert list(rows) == ["pre_ln", "sas", "sas_p"]
+    assert rows["pre_ln"]["vs_pre_ln"] == 1
+    assert rows["sas"]["params"] < rows["pre_ln"]["params"]  # W_V and W_P are fixed to the identity
+    for r in rows.values():
+        assert 0 < r["seconds"] < math.inf and 0 < r["mfu"] < math.inf
+        assert r["tokens_per_s"] == pytest.approx(cfg.batch_size * bench.TRAIN_T / r["seconds"])
+        assert r["vs_pre_ln"] == pytest.approx(rows["pre_ln"]["seconds"] / r["seconds"])
+
+    assert list(results["attention"]) in (["float32"], ["float32", "bfloat16"])  # and the training dtype
+    for by_T in results["attention"].values():
+        assert list(by_T) == [128, 256]
+        for forms in by_T.values():
+            assert list(forms) == list(bench.ATTENTION)
+            for r in forms.values():
+                assert 0 < r["seconds"] < math.inf and r["memory"] > 0
+            assert forms["shaped, explicit"]["memory"] > forms["plain SDPA"]["memory"]  # the T x T matrices
+
+    out = capsys.readouterr().out
+    for name in [*rows, *bench.ATTENTION]:
+        assert f"  {name} " in out
 
 
-def test_bench_refuses_bad_shapes():
-    result = subprocess.run([sys.executable, "bench.py", "--shapes=2x30x4"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60)
-    assert result.returncode != 0 and result.stderr.strip() == \
-        "error: shape '2x30x4': n_embd=30 must be divisible by n_head=4"
+def test_bench_refusal_from_the_command_line():
+    result = subprocess.run([sys.executable, "bench.py", "--parts=foo"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "error: unknown part 'foo'; valid parts: throughput, attention\n"
 
 
 def tiny_args(tiny_dataset, tmp_path, **overrides):
