@@ -10,9 +10,9 @@ Two parts:
               and model-FLOPs utilisation against this machine's measured dense matmul rate
               (each block is timed in rounds, best of rounds kept, so a busy neighbour hurts less);
   attention   shaped attention (alpha I + beta A - gamma C) v as the model computes it (SDPA plus a
-              running mean, blocks.parts.shaped_attention), with a hand-written backward, and as the
-              explicit T x T matrix, against plain causal SDPA: forward and backward, time and peak
-              memory, T = 128 ... max_T, in float32 and in the training dtype.
+              running mean, blocks.parts.shaped_attention) and as the explicit T x T matrix, against
+              plain causal SDPA: forward and backward, time and peak memory, T = 128 ... max_T, in
+              float32 and in the training dtype.
 Nothing here asserts a target: it prints what it measured, and bench() returns it.
 """
 
@@ -29,7 +29,8 @@ from torch.nn import functional as F
 
 from blocks import BLOCKS
 from blocks.parts import shaped_attention, shaped_attention_matrix
-from common import autocast, measure_matmul_flops, pick_device, pick_dtype, run_main, synchronize
+from common import (autocast, datasheet_flops, device_name, measure_matmul_flops, pick_device, pick_dtype, run_main,
+                    synchronize)
 from configurator import ConfigError, parse_config, setting
 from model import GPT, GPTConfig
 
@@ -114,6 +115,10 @@ def time_training(block, shape, cfg, device, dtype):
     model = GPT(GPTConfig(block=block, vocab_size=cfg.vocab_size, block_size=TRAIN_T, n_layer=n_layer,
                           n_head=n_head, n_embd=n_embd)).to(device)
     optimizer = model.configure_optimizers(0.1, 1e-3, device_type=torch.device(device).type)
+    if cfg.compile:
+        # every model its own fresh compile: dynamo compiles a function again for each new model, but
+        # after 8 times (its recompile limit) it silently runs the rest eager
+        torch._dynamo.reset()
     runner = torch.compile(model) if cfg.compile else model
     x = torch.randint(0, cfg.vocab_size, (cfg.batch_size, TRAIN_T), device=device)
     ctx = autocast(torch.device(device).type, dtype)
@@ -132,11 +137,12 @@ def time_training(block, shape, cfg, device, dtype):
 def throughput(cfg, device, dtype):
     """Per shape, per block: params, best seconds per step, tokens/s, speed relative to pre_ln and MFU.
     Prints each shape's table as it is done."""
-    peak = measure_matmul_flops(device, dtype)
-    print(f"\nthroughput: {device} {dtype}, batch {cfg.batch_size} x T={TRAIN_T}, vocab {cfg.vocab_size}; "
-          f"measured dense matmul peak {peak / 1e12:.2f} TFLOP/s")
+    peak, sheet = measure_matmul_flops(device, dtype), datasheet_flops(device, dtype)
+    print(f"\nthroughput: {device_name(device)} {dtype}, batch {cfg.batch_size} x T={TRAIN_T}, vocab {cfg.vocab_size}; "
+          f"measured dense matmul peak {peak / 1e12:.2f} TFLOP/s" +
+          (f", data sheet {sheet / 1e12:.0f} TFLOP/s" if sheet else "") + (", compiled" if cfg.compile else ""))
     blocks = ["pre_ln"] + [b for b in cfg.blocks.split(",") if b != "pre_ln"]
-    results = {"matmul_flops": peak, "shapes": {}}
+    results = {"matmul_flops": peak, "datasheet_flops": sheet, "shapes": {}}
     for shape in cfg.shapes.split(","):
         best, info = {}, {}
         for _ in range(cfg.rounds):
@@ -150,12 +156,18 @@ def throughput(cfg, device, dtype):
             tokens_per_s = cfg.batch_size * TRAIN_T / best[block]
             params, flops_per_token = info[block]
             rows[block] = {"params": params, "seconds": best[block], "tokens_per_s": tokens_per_s,
-                           "vs_pre_ln": best["pre_ln"] / best[block], "mfu": flops_per_token * tokens_per_s / peak}
+                           "vs_pre_ln": best["pre_ln"] / best[block],
+                           # the speed-up if time were only the FLOPs: what removing matmuls can buy at most
+                           "ceiling": info["pre_ln"][1] / flops_per_token,
+                           "mfu": flops_per_token * tokens_per_s / peak,
+                           "mfu_datasheet": flops_per_token * tokens_per_s / sheet if sheet else None}
         print(f"\n{shape} shape {parse_shape(shape)} (n_layer, n_embd, n_head):")
-        print(f"  {'block':22s} {'params':>9s} {'ms/step':>8s} {'tokens/s':>9s} {'vs pre_ln':>9s} {'MFU':>6s}")
+        print(f"  {'block':22s} {'params':>9s} {'ms/step':>8s} {'tokens/s':>9s} {'vs pre_ln':>9s} {'ceiling':>8s} "
+              f"{'MFU':>6s}" + (f" {'sheet':>6s}" if sheet else ""))
         for block, r in rows.items():
             print(f"  {block:22s} {r['params'] / 1e6:8.2f}M {r['seconds'] * 1e3:8.0f} {r['tokens_per_s']:9,.0f} "
-                  f"{r['vs_pre_ln']:8.2f}x {r['mfu']:6.1%}")
+                  f"{r['vs_pre_ln']:8.2f}x {r['ceiling']:7.2f}x {r['mfu']:6.1%}" +
+                  (f" {r['mfu_datasheet']:6.1%}" if sheet else ""))
     return results
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import bench
 import compare
@@ -31,6 +32,7 @@ def test_bench_measures_every_block_and_attention_form(capsys):
         assert 0 < r["seconds"] < math.inf and 0 < r["mfu"] < math.inf
         assert r["tokens_per_s"] == pytest.approx(cfg.batch_size * bench.TRAIN_T / r["seconds"])
         assert r["vs_pre_ln"] == pytest.approx(rows["pre_ln"]["seconds"] / r["seconds"])
+    assert rows["pre_ln"]["ceiling"] == 1 and rows["sas"]["ceiling"] > 1  # fewer matmul FLOPs per token
 
     assert list(results["attention"]) in (["float32"], ["float32", "bfloat16"])  # and the training dtype
     for by_T in results["attention"].values():
@@ -44,6 +46,25 @@ def test_bench_measures_every_block_and_attention_form(capsys):
     out = capsys.readouterr().out
     for name in [*rows, *bench.ATTENTION]:
         assert f"  {name} " in out
+
+
+def test_bench_compiles_every_model_afresh(monkeypatch):
+    """More models than dynamo's recompile limit (8): each must still run compiled, not fall back to eager.
+    A recording backend (no code generation) keeps this fast."""
+    compiled = []
+
+    def recording_backend(graph, example_inputs):
+        compiled.append(graph)
+        return graph.forward
+
+    compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model: compile(model, backend=recording_backend))
+    cfg = bench.BenchConfig(parts="throughput", shapes="1x32x2,2x32x2,3x32x2", blocks="pre_ln,sas,sas_p",
+                            batch_size=2, vocab_size=64, steps=1, rounds=1, compile=True, device="cpu",
+                            dtype="float32")
+    bench.bench(cfg)
+    models = 3 * 3
+    assert len(compiled) >= models  # at least one graph per model: none ran eager
 
 
 def test_bench_refusal_from_the_command_line():
