@@ -89,3 +89,11 @@ def test_a_resumed_auto_run_keeps_the_precision_it_started_with(tiny_dataset, tm
     train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path, max_steps=4, dtype="auto", resume=True,
                                            allow_changes=True)))
     assert load_checkpoint(tmp_path / "ckpt.pt")["dtype"] == "bfloat16"
+
+
+def test_the_gpu_check_refuses_to_run_without_a_gpu(monkeypatch):
+    import gpu_check
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="^error: no CUDA GPU here"):
+        gpu_check.main()
