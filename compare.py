@@ -71,11 +71,11 @@ def train_block(run):
         if changed_settings(ckpt["config"], run):
             raise CheckpointError(f"{run.run_dir} holds a run with other settings; pick another --out_dir "
                                   f"(or delete that folder)")
-        here = device_name(pick_device(run.device))
-        if ckpt["device"] != here or run.dtype not in ("auto", ckpt["dtype"]):
-            raise CheckpointError(f"{run.run_dir} holds a run made on {ckpt['device']} in {ckpt['dtype']}, and this "
-                                  f"one would run on {here} in {run.dtype}: its speed and memory would not compare; "
-                                  f"pick another --out_dir (or delete that folder)")
+        here = device_name(pick_device(run.device))  # (a changed --dtype is a changed setting, refused above)
+        if ckpt["device"] != here:
+            raise CheckpointError(f"{run.run_dir} holds a run made on {ckpt['device']} in {ckpt['dtype']}, and the "
+                                  f"others would run on {here}: their speed and memory would not compare; pick "
+                                  f"another --out_dir (or delete that folder)")
         if ckpt["step"] >= run.max_steps:
             print(f"{run.block}: reusing the finished run in {run.run_dir}")
             return

@@ -111,3 +111,10 @@ def test_compare_refuses_to_mix_settings(tiny_dataset, tmp_path):
 def test_compare_bad_input(args, message):
     with pytest.raises(ConfigError, match=message):
         compare.parse(args)
+
+
+def test_compare_refuses_a_run_made_on_another_device(tiny_dataset, tmp_path, monkeypatch):
+    compare.compare(*compare.parse(tiny_args(tiny_dataset, tmp_path, blocks="pre_ln")))
+    monkeypatch.setattr(compare, "device_name", lambda device: "NVIDIA H100 80GB HBM3")
+    with pytest.raises(compare.CheckpointError, match="made on cpu in float32, and the others would run on NVIDIA"):
+        compare.compare(*compare.parse(tiny_args(tiny_dataset, tmp_path, blocks="pre_ln")))
