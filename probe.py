@@ -6,8 +6,9 @@ Signal propagation through the depth of a GPT: how token representations evolve 
     python probe.py --checkpoints=out/pre_ln,out/sas_p # trained models, plus their learned gains
 
 For each layer (layer 0 is the embedding, layer l the output of block l) it measures the mean
-cosine similarity between token positions (1 = rank collapse), the RMS of the residual stream,
-and the entropy of each head's softmax attention. Without its attention skip, ordinary attention
+cosine similarity between token positions, the stable rank of the positions once their shared mean
+is removed (1 = rank collapse; the cosine alone mistakes a large shared mean for collapse), the RMS
+of the residual stream, and the entropy of each head's softmax attention. Without its attention skip, ordinary attention
 averages tokens together at every layer and the representations collapse with depth; shaped
 attention starts as the identity and does not (He & Hofmann, §4.1). Prints tables and writes
 init.json / init.png (or trained.json / trained.png) into --out.
@@ -69,6 +70,16 @@ def mean_cosine_similarity(x):
     return (off_diagonal / (T * (T - 1))).mean().item()
 
 
+def centred_stable_rank(x):
+    """How many directions the positions of x (B, T, C) spread over once their shared mean is removed:
+    the stable rank ||X_c||_F^2 / ||X_c||_2^2 of X_c = X - (mean over positions), averaged over the batch.
+    It lies between 1 (the positions differ along one direction only: collapse) and min(T, C). The cosine
+    similarity cannot tell collapse from a large mean vector that every position shares; this can."""
+    centred = x.float() - x.float().mean(dim=1, keepdim=True)
+    singular_values = torch.linalg.svdvals(centred)  # (B, min(T, C)), largest first
+    return (singular_values.pow(2).sum(dim=-1) / singular_values[:, 0].pow(2)).mean().item()
+
+
 def softmax_attention(attn, x):
     """The softmax part A of an attention module's matrix for its input x (B, T, C): (B, nh, T, T).
     Standard and shaped attention share it; shaped attention adds alpha I - gamma C around it."""
@@ -86,12 +97,13 @@ def attention_entropy(A):
 @torch.no_grad()
 def measure(model, idx):
     """One forward pass of model on idx (B, T); per layer, with layer 0 the embedding:
-    cosine (L + 1 floats), rms (L + 1 floats) and entropy (L lists of nh floats, one per block).
+    cosine, stable_rank, rms (L + 1 floats each) and entropy (L lists of nh floats, one per block).
     Forward hooks read the residual stream and each attention module's input; the model is unchanged."""
-    stats = {"cosine": [], "rms": [], "entropy": []}
+    stats = {"cosine": [], "stable_rank": [], "rms": [], "entropy": []}
 
     def record_stream(x):
         stats["cosine"].append(mean_cosine_similarity(x))
+        stats["stable_rank"].append(centred_stable_rank(x))
         stats["rms"].append(x.float().pow(2).mean().sqrt().item())
 
     def record_attention(attn, args, out):
@@ -199,6 +211,8 @@ def print_tables(results, uniform):
     columns = depths(max(len(r["rms"]) for r in results.values()) - 1)
     print_table("cosine similarity between positions (1 = rank collapse)",
                 {name: dict(enumerate(r["cosine"])) for name, r in results.items()}, columns, "{:.3f}")
+    print_table("stable rank of the positions after removing their mean (1 = rank collapse)",
+                {name: dict(enumerate(r["stable_rank"])) for name, r in results.items()}, columns, "{:.2f}")
     print_table("RMS of the residual stream",
                 {name: dict(enumerate(r["rms"])) for name, r in results.items()}, columns, "{:.3g}")
     print_table(f"softmax attention entropy, mean over heads and positions (uniform causal: {uniform:.3f})",
@@ -231,16 +245,19 @@ def format_gain(value):
 
 
 def plot(results, uniform, path):
-    """One line per model in three panels: cosine similarity, residual RMS and attention entropy vs depth."""
+    """One line per model in four panels against depth: cosine similarity, centred stable rank, residual RMS
+    and attention entropy."""
     plt = pyplot()
-    fig, (cos_ax, rms_ax, ent_ax) = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig, (cos_ax, rank_ax, rms_ax, ent_ax) = plt.subplots(1, 4, figsize=(19, 4.5))
     for i, (name, r) in enumerate(results.items()):
         style = {"label": name, "linestyle": ["-", "--", ":", "-."][i % 4]}  # blocks that coincide stay visible
         cos_ax.plot(r["cosine"], **style)
+        rank_ax.plot(r["stable_rank"], **style)
         rms_ax.plot(r["rms"], **style)
         ent_ax.plot(range(1, len(r["entropy"]) + 1), head_mean(r["entropy"]), **style)
     ent_ax.axhline(uniform, color="grey", linestyle="--", label="uniform causal")
     cos_ax.set(title="cosine similarity between positions", xlabel="layer", ylim=(-0.05, 1.05))
+    rank_ax.set(title="stable rank after removing the mean", xlabel="layer", yscale="log")
     rms_ax.set(title="RMS of the residual stream", xlabel="layer", yscale="log")
     ent_ax.set(title="softmax attention entropy (mean)", xlabel="layer")
     cos_ax.legend(fontsize="small")

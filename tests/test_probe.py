@@ -30,6 +30,15 @@ def test_cosine_similarity_of_identical_and_orthogonal_tokens():
     assert probe.mean_cosine_similarity(orthogonal) == pytest.approx(0.0)
 
 
+def test_centred_stable_rank_counts_the_directions_positions_differ_along():
+    spread = torch.eye(5).expand(2, 5, 5) * 3.0 + 7.0  # 5 orthogonal positions on top of a shared mean
+    assert probe.centred_stable_rank(spread) == pytest.approx(4.0)  # centring removes one direction
+    g = torch.Generator().manual_seed(0)
+    one_direction = torch.randn(2, 16, 1, generator=g) * torch.randn(1, 1, 8, generator=g) + 5.0
+    assert probe.centred_stable_rank(one_direction) == pytest.approx(1.0)
+    assert probe.mean_cosine_similarity(one_direction) > 0.9  # the shared mean fools the cosine
+
+
 def test_entropy_of_the_uniform_causal_matrix_is_the_mean_of_log_t_plus_1():
     T = 50
     entropy = probe.attention_entropy(uniform_causal_matrix(T).expand(2, 3, T, T))
@@ -84,8 +93,12 @@ def test_shaped_attention_check_fails_with_ordinary_attention(monkeypatch):
     assert abs(cosine[-1] - cosine[0]) > 0.5
 
 
-def test_pre_ln_stays_well_below_collapse():
-    assert probe_at_init("pre_ln")["cosine"][-1] < 0.85
+def test_pre_ln_keeps_its_positions_apart_once_the_shared_mean_is_removed():
+    """pre_ln's cosine similarity climbs with depth, but that is a mean vector shared by every position:
+    centred, its positions still spread over several directions, where the unshaped block's collapse."""
+    pre_ln, unshaped = (probe_at_init(block) for block in ("pre_ln", "no_attn_skip_unshaped"))
+    assert pre_ln["cosine"][-1] > 0.5 and pre_ln["stable_rank"][-1] > 3
+    assert unshaped["stable_rank"][-1] < 1.5
 
 
 def test_cli_writes_json_and_plot(tiny_dataset, tmp_path):
