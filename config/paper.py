@@ -1,9 +1,14 @@
-# The paper's CodeParrot recipe (App. D.1 and the official code), for one CUDA GPU:
+# The paper's CodeParrot model and optimiser (App. D.1 and the official code), for one CUDA GPU:
 #   python train.py config/paper.py --block=sas_p
-# For the paper's data, build it once with network access:
+# For the paper's documents, build them once with network access:
 #   pip install datasets && python data/prepare.py --codeparrot=200000 --name=codeparrot
-# and add --dataset=codeparrot. On the default stdlib corpus (~3.5M tokens) this recipe
-# runs ~190 epochs and overfits: use it there for speed measurements, not for losses.
+# and add --dataset=codeparrot. The data path still differs from the official one, so absolute losses
+# and parameter counts do not compare with the paper's: the official code tokenises with the
+# code-search-net tokenizer (~50K tokens; ours is a 4,096-token BPE trained on the data), shuffles the
+# documents with seed 0 before taking its 200K, cuts each document into whole 128-token pieces and
+# leaves end-of-text tokens out of the loss; we take the first N documents in order, join them into one
+# token stream and train on random 128-token windows of it. On the default stdlib corpus (~3.5M
+# tokens) this recipe runs ~190 epochs and overfits: use it there for speed measurements, not losses.
 
 n_layer = 18
 n_embd = 768
