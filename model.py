@@ -90,9 +90,10 @@ class GPT(nn.Module):
         shaped attention: W_Q and b_Q            0                 logits = 0, so A = C and the attention
                                                                    matrix alpha I + beta A - gamma C = I (§4.1)
         shaped attention: dense W_V, W_P         orthogonal        the V-SkipInit baseline (§4.1)
-        first-layer W_V = alpha I + beta dW: dW  0                 starts as the identity (Eq. 6)
-        alpha, beta, gamma (per head; also the   1                 Eq. 5, Eq. 6 as the official code
-          first-layer W_V's alpha, beta)
+        W = alpha I + beta dW (W_V, W_P in       dW 0, alpha 1     starts as the identity (Eq. 6)
+          sas_vp; the first layer's W_V in sas)  beta 0.2 in       sas_vp: as the official code's Fig. 4
+                                                 sas_vp, else 1    script; sas: as its layer-0 W_V
+        alpha, beta, gamma (per head)            1                 Eq. 5, as the official code
         beta_SA, alpha_FF                        1
         beta_FF                                  config.mlp_gain   downweighted MLP branch (§4.1)
         """
@@ -116,10 +117,12 @@ class GPT(nn.Module):
                 if isinstance(module.c_v, nn.Linear):
                     nn.init.orthogonal_(module.c_v.weight)
                     nn.init.orthogonal_(module.c_proj.weight)
-            elif isinstance(module, IdentityPlusLinear):
-                nn.init.zeros_(module.delta.weight)
-                nn.init.ones_(module.alpha)
-                nn.init.ones_(module.beta)
+                learned_around_identity = isinstance(module.c_proj, IdentityPlusLinear)  # sas_vp, every layer
+                for matrix in (module.c_v, module.c_proj):
+                    if isinstance(matrix, IdentityPlusLinear):
+                        nn.init.zeros_(matrix.delta.weight)
+                        nn.init.ones_(matrix.alpha)
+                        nn.init.constant_(matrix.beta, 0.2 if learned_around_identity else 1.0)
         # A block's own parameters (not its parts') are its branch gains. A block file that adds
         # one must give it a starting value here: an unknown name stops the model being built.
         branch_gains = {"beta_sa": 1.0, "alpha_ff": 1.0, "beta_ff": self.config.mlp_gain}
@@ -129,6 +132,12 @@ class GPT(nn.Module):
                     raise KeyError(f"{type(block).__module__} has a parameter {name!r} that GPT.init_weights "
                                    f"gives no starting value; add it to branch_gains")
                 nn.init.constant_(gain, branch_gains[name])
+
+    def gains(self):
+        """Every gain by parameter name, as plain floats: the branch gains (beta_sa, alpha_ff, beta_ff), shaped
+        attention's alpha, beta, gamma per head, and the alpha, beta of every W = alpha I + beta dW."""
+        return {name: p.tolist() for name, p in self.named_parameters()
+                if name.rsplit(".", 1)[-1] in ("alpha", "beta", "gamma", "beta_sa", "alpha_ff", "beta_ff")}
 
     def num_params(self, non_embedding=False):
         """Number of parameters. The head is tied to wte, so it is counted once.

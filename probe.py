@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from blocks import BLOCKS
 from blocks.parts import IdentityPlusLinear, ShapedAttention, causal_softmax, uniform_causal_matrix
-from checkpoint import CheckpointError, load_trained_model
+from checkpoint import CheckpointError, load_trained_model, read_log
 from common import pick_device, pyplot, run_main
 from configurator import ConfigError, parse_config, setting
 from data import load_dataset
@@ -123,7 +123,8 @@ def measure(model, idx):
 
 def learned_gains(model):
     """Per block: [mean, min, max] of the per-head alpha, beta, gamma of shaped attention, the block's
-    branch gains (beta_sa, alpha_ff, beta_ff) and the first block's value gains alpha_v, beta_v (Eq. 6)."""
+    branch gains (beta_sa, alpha_ff, beta_ff) and the gains of W_V, W_P = alpha I + beta dW where they
+    have that form (Eq. 6): alpha_v, beta_v (sas: the first block only), alpha_p, beta_p (sas_vp)."""
     rows = []
     for block in model.blocks:
         row = {}
@@ -132,8 +133,9 @@ def learned_gains(model):
                 gain = getattr(block.attn, name)
                 row[name] = [gain.mean().item(), gain.min().item(), gain.max().item()]
         row |= {name: gain.item() for name, gain in block.named_parameters(recurse=False)}  # the branch gains
-        if isinstance(block.attn.c_v, IdentityPlusLinear):
-            row |= {"alpha_v": block.attn.c_v.alpha.item(), "beta_v": block.attn.c_v.beta.item()}
+        for matrix, which in ((block.attn.c_v, "v"), (block.attn.c_proj, "p")):
+            if isinstance(matrix, IdentityPlusLinear):
+                row |= {f"alpha_{which}": matrix.alpha.item(), f"beta_{which}": matrix.beta.item()}
         rows.append(row)
     return rows
 
@@ -181,6 +183,9 @@ def probe(cfg):
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"\nwrote {stem.with_suffix('.json')}")
     plot(results, uniform, stem.with_suffix(".png"))
+    for folder in folders:
+        if (Path(folder) / "gains.jsonl").is_file():
+            plot_gains_over_training(folder, out / f"gains_{Path(folder).name}.png")
     return report
 
 
@@ -225,7 +230,7 @@ def print_tables(results, uniform):
 
 def print_gains(name, gains):
     """The learned gains of the blocks at the table's depths; per-head gains as mean [min, max]."""
-    shown = {key for row in gains for key in row if key not in ("alpha_v", "beta_v")}
+    shown = {key for row in gains for key in row}
     keys = [key for key in ("alpha", "beta", "gamma", "beta_sa", "alpha_ff", "beta_ff") if key in shown]
     if not keys:
         print(f"\n{name}: no learned gains")
@@ -234,7 +239,12 @@ def print_gains(name, gains):
     print("block " + "".join(f"{key:>20}" for key in keys))
     for layer in depths(len(gains))[1:]:
         print(f"{layer:<6}" + "".join(f"{format_gain(gains[layer - 1][key]):>20}" for key in keys))
-    if "alpha_v" in gains[0]:
+    if "alpha_p" in shown:  # sas_vp: W_V and W_P = alpha I + beta dW in every block
+        print("beta / alpha of W_V and W_P = alpha I + beta dW (0: the identity; they start at 0.2)")
+        for layer in depths(len(gains))[1:]:
+            row = gains[layer - 1]
+            print(f"{layer:<6}{row['beta_v'] / row['alpha_v']:>20.3f}{row['beta_p'] / row['alpha_p']:>20.3f}")
+    elif "alpha_v" in gains[0]:
         print(f"block 1 values W_V = alpha_v I + beta_v dW: alpha_v={gains[0]['alpha_v']:.3f}, "
               f"beta_v={gains[0]['beta_v']:.3f}")
 
@@ -263,6 +273,42 @@ def plot(results, uniform, path):
     cos_ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def plot_gains_over_training(folder, path):
+    """A run's gains over training, from the gains.jsonl train.py writes: per layer, beta/alpha of W_V and W_P
+    where they are alpha I + beta dW (sas_vp: do they stay the identity?), and the branch gains beta_SA,
+    alpha_FF, beta_FF. One panel per quantity, one line per layer, darker for deeper layers."""
+    rows = read_log(Path(folder) / "gains.jsonl")
+    n_layer = 1 + max(int(name.split(".")[1]) for name in rows[0] if name.startswith("blocks."))
+    quantities = {  # title: the value of layer l in a row
+        "W_V: beta / alpha": lambda row, l: row[f"blocks.{l}.attn.c_v.beta"] / row[f"blocks.{l}.attn.c_v.alpha"],
+        "W_P: beta / alpha": lambda row, l: row[f"blocks.{l}.attn.c_proj.beta"] / row[f"blocks.{l}.attn.c_proj.alpha"],
+        "beta_SA": lambda row, l: row[f"blocks.{l}.beta_sa"],
+        "alpha_FF": lambda row, l: row[f"blocks.{l}.alpha_ff"],
+        "beta_FF": lambda row, l: row[f"blocks.{l}.beta_ff"],
+    }
+    shown = {}
+    for title, value in quantities.items():
+        try:
+            shown[title] = [[value(row, layer) for row in rows] for layer in range(n_layer)]
+        except KeyError:  # this block has no such gain (in every layer)
+            continue
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.8), squeeze=False)
+    steps = [row["step"] for row in rows]
+    colours = plt.get_cmap("viridis")
+    for ax, (title, per_layer) in zip(axes[0], shown.items()):
+        for layer, values in enumerate(per_layer):
+            ax.plot(steps, values, color=colours(layer / max(1, n_layer - 1)), label=f"layer {layer}")
+        ax.set(title=title, xlabel="step")
+        ax.axhline(0, color="grey", linewidth=0.5)
+    axes[0][0].legend(fontsize="x-small", ncol=2)
+    fig.suptitle(f"gains over training: {folder}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     print(f"wrote {path}")
 

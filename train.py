@@ -339,9 +339,10 @@ def open_run_folder(cfg, state, fingerprint, changes):
         raise ConfigError(f"cannot create --out_dir {cfg.run_dir}: {e.strerror}") from None
     if state.step == 0:
         checkpoint(state, cfg, fingerprint)  # a new run replaces any old one right away
-    log = RunLog(cfg.run_dir / "log.jsonl")
-    kept = [row for row in read_log(log.path) if row["step"] <= state.step]
-    log.path.write_text("".join(json.dumps(row) + "\n" for row in kept))
+    log = RunLog(cfg.run_dir)
+    for path in (log.path, log.gains_path):
+        kept = [row for row in read_log(path) if row["step"] <= state.step]
+        path.write_text("".join(json.dumps(row) + "\n" for row in kept))
     (cfg.run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     if changes:
         print("continuing with changed settings: " + ", ".join(f"{key} {old} -> {new}"
@@ -450,10 +451,11 @@ class Interval:
 
 
 class RunLog:
-    """log.jsonl: a row every log_interval steps, and what the progress bar shows."""
+    """log.jsonl: a row every log_interval steps, and what the progress bar shows; gains.jsonl: the
+    model's gains at the same steps (probe.py draws them over training)."""
 
-    def __init__(self, path):
-        self.path, self.last_row = path, {}
+    def __init__(self, run_dir):
+        self.path, self.gains_path, self.last_row = run_dir / "log.jsonl", run_dir / "gains.jsonl", {}
         self.peak_flops = self.flops_per_token = None  # set once measured: {"mfu": measured, "mfu_datasheet": ...}
 
     def write(self, interval, state, cfg, val_loss, device, bar):
@@ -470,6 +472,8 @@ class RunLog:
                 if peak is not None}  # MFU against the measured peak, and the data sheet's where known
         row["peak_memory"] = peak_memory(device)
         append_log(self.path, row)
+        if gains := state.model.gains():
+            append_log(self.gains_path, {"step": state.step, **gains})
         self.last_row = row
         if val_loss is not None:
             train_loss = f"train loss {row['train_loss']:.4f}" if "train_loss" in row else "no finite train loss"

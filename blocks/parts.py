@@ -53,9 +53,9 @@ class MLP(nn.Module):
 class IdentityPlusLinear(nn.Module):
     """x -> x (alpha I + beta dW): a matrix reparameterised around the identity (Eq. 6).
 
-    The SAS blocks fix W_V = I, except in the first layer, where the official
-    code keeps this trainable form (§4.2: it is the only layer whose learned
-    dW stays non-negligible).
+    sas_vp has W_V and W_P in this form in every layer. The SAS blocks fix them to
+    I, except W_V in the first layer, where the official code keeps this trainable
+    form (§4.2: it is the only layer whose learned dW stays non-negligible).
     """
 
     def __init__(self, dim):
@@ -72,22 +72,25 @@ class CausalSelfAttention(nn.Module):
     """Multi-head causal attention: per head softmax(q k^T / sqrt(hs) + M) v, then W_P.
 
     As in the official code, W_Q and W_K are one fused projection with a bias;
-    W_V and W_P have no bias. With identity_values=True, W_V and W_P are fixed
-    to the identity (§4.2) and disappear from the parameter count, except in
-    layer 0, which keeps W_V = alpha I + beta dW.
+    W_V and W_P have no bias. With near_identity_values=True they are trainable
+    in the form alpha I + beta dW (Eq. 6). With identity_values=True they are
+    fixed to the identity (§4.2) and disappear from the parameter count, except
+    in layer 0, which keeps W_V = alpha I + beta dW.
     """
 
-    def __init__(self, config, layer_idx, identity_values=False):
+    def __init__(self, config, layer_idx, identity_values=False, near_identity_values=False):
         super().__init__()
         self.n_head = config.n_head
         d = config.n_embd
         self.c_qk = nn.Linear(d, 2 * d, bias=True)
-        if not identity_values:
-            self.c_v = nn.Linear(d, d, bias=False)
-            self.c_proj = nn.Linear(d, d, bias=False)
-        else:
+        if identity_values:
             self.c_v = IdentityPlusLinear(d) if layer_idx == 0 else nn.Identity()
             self.c_proj = nn.Identity()
+        elif near_identity_values:
+            self.c_v, self.c_proj = IdentityPlusLinear(d), IdentityPlusLinear(d)
+        else:
+            self.c_v = nn.Linear(d, d, bias=False)
+            self.c_proj = nn.Linear(d, d, bias=False)
 
     def attend(self, q, k, v):
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -115,8 +118,8 @@ class ShapedAttention(CausalSelfAttention):
     what the removed skip connection used to guarantee (§4.1).
     """
 
-    def __init__(self, config, layer_idx, identity_values=False):
-        super().__init__(config, layer_idx, identity_values)
+    def __init__(self, config, layer_idx, identity_values=False, near_identity_values=False):
+        super().__init__(config, layer_idx, identity_values, near_identity_values)
         self.alpha = nn.Parameter(torch.empty(config.n_head))
         self.beta = nn.Parameter(torch.empty(config.n_head))
         self.gamma = nn.Parameter(torch.empty(config.n_head))

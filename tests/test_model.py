@@ -128,14 +128,14 @@ def attention_input_and_output(model, layer):
     return captured["h"], captured["out"]
 
 
-@pytest.mark.parametrize("block", ["sas", "sas_p", "sas_p_nonorm"])
+@pytest.mark.parametrize("block", ["sas_vp", "sas", "sas_p", "sas_p_nonorm"])
 @pytest.mark.parametrize("layer", [0, 2])  # layer 0 has the trainable W_V = alpha I + beta dW
 def test_shaped_attention_sub_block_is_identity_at_init(block, layer):
     h, out = attention_input_and_output(tiny_model(block), layer)
     torch.testing.assert_close(out, h, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("block", ["no_attn_skip", "sas", "sas_p", "sas_p_nonorm"])
+@pytest.mark.parametrize("block", ["no_attn_skip", "sas_vp", "sas", "sas_p", "sas_p_nonorm"])
 def test_attention_matrix_is_identity_at_init(block):
     model = tiny_model(block)
     attn = model.blocks[1].attn
@@ -152,6 +152,20 @@ def test_no_attn_skip_has_orthogonal_dense_values():
     attn = tiny_model("no_attn_skip").blocks[1].attn
     for w in (attn.c_v.weight, attn.c_proj.weight):
         torch.testing.assert_close(w @ w.T, torch.eye(w.size(0)), rtol=0, atol=1e-5)
+
+
+def test_sas_vp_learns_values_and_projection_around_the_identity():
+    """Eq. 6 in every layer: W = alpha I + beta dW with dW = 0, alpha = 1 and a small beta = 0.2 at init
+    (the official code's Fig. 4 script), all trained; sas is the same block with dW removed."""
+    model = tiny_model("sas_vp")
+    for block in model.blocks:
+        for matrix in (block.attn.c_v, block.attn.c_proj):
+            assert (matrix.alpha.item(), matrix.beta.item()) == (1.0, pytest.approx(0.2))
+            assert torch.count_nonzero(matrix.delta.weight) == 0 and matrix.delta.weight.requires_grad
+    sas = {name for name, _ in tiny_model("sas").blocks[1].named_parameters()}
+    sas_vp = {name for name, _ in model.blocks[1].named_parameters()}
+    assert sas_vp - sas == {f"attn.{m}.{p}" for m in ("c_v", "c_proj") for p in ("alpha", "beta", "delta.weight")}
+    assert sas <= sas_vp
 
 
 def test_init_weights_sets_every_tensor():
@@ -192,6 +206,7 @@ def expected_num_params(block, V, T, d, H, L, r=4):
         "parallel": qk + dense_vp + mlp + d,
         "no_attn_skip_unshaped": qk + dense_vp + mlp + 2 * d,
         "no_attn_skip": qk + dense_vp + mlp + 2 * d + shaped_gains + 3,
+        "sas_vp": qk + dense_vp + 4 + mlp + 2 * d + shaped_gains + 3,  # W_V, W_P: dW plus alpha, beta each
         "sas": qk + mlp + 2 * d + shaped_gains + 3,
         "sas_p": qk + mlp + d + shaped_gains + 2,
         "sas_p_nonorm": qk + mlp + shaped_gains + 2,

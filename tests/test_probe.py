@@ -128,6 +128,15 @@ def test_checkpoint_probe_reports_learned_gains(tiny_dataset, tmp_path, capsys):
     assert (tmp_path / "probe" / "trained.json").exists()
 
 
+def test_gains_over_training_are_drawn_for_sas_vp(tiny_dataset, tmp_path, capsys):
+    run = tmp_path / "sas_vp"
+    train.train(*train.settings(tiny_flags(tiny_dataset, run, block="sas_vp")))
+    report = probe.probe(probe.ProbeConfig(checkpoints=str(run), out=str(tmp_path / "probe"), device="cpu"))
+    assert {"alpha_v", "beta_v", "alpha_p", "beta_p"} <= set(report["results"][str(run)]["gains"][1])
+    assert "beta / alpha of W_V and W_P" in capsys.readouterr().out
+    assert (tmp_path / "probe" / "gains_sas_vp.png").stat().st_size > 0
+
+
 @pytest.mark.parametrize("args, hint", [
     (["--blocks=pre_ln,nope"], "unknown block 'nope'"),
     (["--checkpoints=/nonexistent/run"], "no checkpoint at"),

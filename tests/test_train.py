@@ -65,6 +65,8 @@ def test_resume_equals_uninterrupted_training(tiny_dataset, tmp_path, monkeypatc
     train.train(*tiny_config(tiny_dataset, interrupted, dtype="bfloat16", resume=True))
 
     assert without_timings(read_log(straight / "log.jsonl")) == without_timings(read_log(interrupted / "log.jsonl"))
+    gains = read_log(straight / "gains.jsonl")
+    assert [row["step"] for row in gains] == list(range(1, 13)) and gains == read_log(interrupted / "gains.jsonl")
     a, b = (load_checkpoint(d / "ckpt.pt") for d in (straight, interrupted))
     for name in a["model"]:
         assert torch.equal(a["model"][name], b["model"][name]), name
