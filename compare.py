@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from blocks import BLOCKS, LADDER, SIDE_BRANCHES
+from blocks import BLOCKS, LADDER
 from checkpoint import CheckpointError, load_checkpoint, read_log
 from common import device_name, pick_device, pyplot, run_main
 from configurator import ConfigError, parse_config, setting, unknown
@@ -31,7 +31,7 @@ from train import TrainConfig, changed_settings  # compare.py runs train.py: it 
 
 @dataclass
 class CompareConfig:
-    blocks: str = setting(",".join(LADDER + SIDE_BRANCHES),
+    blocks: str = setting(",".join(LADDER + ["parallel", "no_attn_skip_unshaped"]),
                           "blocks to train and compare, the first being the baseline; every other setting "
                           "and config file goes to train.py for each block (python train.py --help)")
     report: str = setting("out/compare", "folder for compare.md, compare.json and compare.png")

@@ -22,6 +22,5 @@ BLOCKS = {
     "no_attn_skip_unshaped": no_attn_skip_unshaped.Block,
 }
 LADDER = ["pre_ln", "no_attn_skip", "sas", "sas_p", "sas_p_nonorm"]
-SIDE_BRANCHES = ["sas_vp", "parallel", "no_attn_skip_unshaped"]
 
-__all__ = ["BLOCKS", "LADDER", "SIDE_BRANCHES"]
+__all__ = ["BLOCKS", "LADDER"]
