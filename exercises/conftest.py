@@ -1,7 +1,39 @@
-"""Says, above the results, which files the exercise checks are grading."""
+"""Says, above the results, which files the exercise checks are grading; and the checks' shared fixtures."""
 
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import blocks
 from exercises.checks import graded_folder
+
+# The checks' models are tiny: one thread is faster than several, and much faster on a busy machine,
+# where threads wait for each other (on 2 shared cores the checks took 30 times longer with two).
+torch.set_num_threads(1)
 
 
 def pytest_report_header(config):
     return f"exercises: grading exercises/{graded_folder()}/ (NANOSAS_SOLUTIONS=1 grades the solutions)"
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A dataset of a few thousand tokens, built in a fraction of a second: this repo's block files."""
+    from data.prepare import prepare
+
+    root = tmp_path_factory.mktemp("tiny_dataset")
+    for copy in range(4):  # enough text for both splits
+        shutil.copytree(Path(blocks.__file__).parent, root / "corpus" / str(copy),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    return prepare(root / "data", source=root / "corpus", vocab_size=300, val_fraction=0.3)
+
+
+@pytest.fixture
+def quick_training(monkeypatch):
+    """train.train without its measurement of the machine's matmul speed (seconds, for the MFU column,
+    which no check reads)."""
+    import train
+
+    monkeypatch.setattr(train, "measure_matmul_flops", lambda *args, **kwargs: 1e12)

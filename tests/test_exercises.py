@@ -1,8 +1,10 @@
-"""The classroom exercises in exercises/: every check fails on the unsolved tasks and passes on the solutions.
+"""The classroom exercises in exercises/: every check fails on the unsolved tasks and passes on the solutions,
+and a check given a known mistake names it, and every other mistake with it.
 
 The checks run in two fresh `python -m pytest exercises` processes, one grading exercises/tasks/ and
 one grading exercises/solutions/ (NANOSAS_SOLUTIONS=1), side by side; the outcome of every check
-comes back through pytest's JUnit XML report.
+comes back through pytest's JUnit XML report. The tests of the messages call the checks' problems_*
+functions here, with mistakes written below.
 """
 
 import os
@@ -75,3 +77,121 @@ def test_every_check_passes_on_the_solutions(graded):
     for exercise, checks in results.items():
         not_passed = {check: text[:300] for check, (outcome, text) in checks.items() if outcome != "passed"}
         assert not not_passed, f"{exercise}: {not_passed}"
+
+
+# -----------------------------------------------------------------------------
+# the checks' messages, on known mistakes
+
+
+def failure(problems):
+    """The message assert_none gives for problems (None if there are none)."""
+    from exercises.checks import assert_none
+
+    try:
+        assert_none(problems)
+    except AssertionError as e:
+        return str(e)
+    return None
+
+
+def test_every_wrong_step_of_the_parameter_count_is_reported():
+    from exercises.checks import test_parameter_count as check
+    from exercises.solutions.parameter_count import saved_along_the_ladder, saved_by_identity_values
+
+    def two_steps_wrong(n_layer, n_embd, n_head):
+        counted = saved_along_the_ladder(n_layer, n_embd, n_head)
+        counted["sas"] += 2  # forgot layer 0's alpha_V, beta_V
+        counted["sas_p_nonorm"] = n_layer * n_embd  # forgot block 0's entry LayerNorm
+        return counted
+
+    message = failure(check.problems_with_ladder(two_steps_wrong))
+    assert "no_attn_skip -> sas: off by +2" in message and "layer 0 keeps W_V" in message
+    assert "sas_p -> sas_p_nonorm" in message and "entry LayerNorm" in message
+    assert "-> no_attn_skip:" not in message and "sas -> sas_p:" not in message  # the right steps are not named
+
+
+def test_the_paper_count_is_exact():
+    """A count a few thousand off still rounds to the paper's 146M: the check must not round."""
+    from exercises.checks import test_parameter_count as check
+    from exercises.solutions.parameter_count import saved_along_the_ladder, saved_by_identity_values
+
+    def off_by_a_thousand(n_layer, n_embd, n_head):
+        return saved_along_the_ladder(n_layer, n_embd, n_head) | {"sas": saved_by_identity_values(n_layer, n_embd)
+                                                                         + 1000}
+
+    assert check.problems_with_the_papers_counts(saved_along_the_ladder, saved_by_identity_values) == []
+    message = failure(check.problems_with_the_papers_counts(off_by_a_thousand, saved_by_identity_values))
+    assert "off by -1,000" in message
+
+
+def test_shaped_attention_check_names_the_scale():
+    from exercises.checks import test_shaped_attention as check
+
+    def unscaled(q, k, v, alpha, beta, gamma):
+        return check.written_out(q, k, v, alpha, beta, gamma, scale=1.0)
+
+    message = failure(check.problems_with_shaped_attention(unscaled))
+    assert message.startswith("1 problem") and "1/sqrt(head size)" in message and "T = 64" in message
+
+
+def test_parallel_block_check_names_alpha_ff_and_the_skip():
+    import blocks.sas
+    from exercises.checks import test_parallel_block as check
+
+    class ParallelButSkipKept(blocks.sas.Block):
+        def forward(self, x):
+            h = self.ln_1(x)
+            return x + self.beta_sa * self.attn(h) + self.beta_ff * self.mlp(h)
+
+    message = failure(check.problems_with_parameters(ParallelButSkipKept))
+    assert "sas_p has no alpha_FF: the skip it scaled is gone" in message and "ln_2" in message
+    assert "the MLP skip is still there" in failure(check.problems_with_forward(ParallelButSkipKept))
+
+
+def test_no_mlp_skip_check_names_the_skip():
+    import blocks.sas
+    from exercises.checks import test_no_mlp_skip as check
+
+    message = failure(check.problems_with_parameters(blocks.sas.Block))
+    assert "alpha_ff should not be there" in message
+    assert "the MLP skip is still there" in failure(check.problems_with_forward(blocks.sas.Block))
+
+
+def test_running_mean_check_names_the_direction():
+    from exercises.checks import test_running_mean as check
+    from exercises.solutions.running_mean import running_mean
+
+    message = failure(check.problems_with_transposed(running_mean))  # C g instead of C^T g
+    assert "the forward direction" in message
+    assert check.problems_with_running_mean(running_mean) == []
+
+
+def test_quiz_checks_work_out_one_true_option_each():
+    from exercises.checks import test_quiz as check
+    from exercises.solutions.quiz import answers
+
+    for number, (work_out, options, _) in check.QUESTIONS.items():
+        true = [letter for letter, holds in work_out().items() if holds]
+        assert true == [answers()[number]], (number, true)
+        assert set(options) == set(check.LETTERS)
+
+
+def test_read_the_plot_check_names_step_for_seconds_and_strict_below(tmp_path):
+    import json
+
+    from exercises.checks import test_read_the_plot as check
+    from exercises.solutions import read_the_plot as solution
+
+    entries = [{"block": block, "val_loss": curve[-1][2], "steps_per_sec": 1.0, "curve": curve}
+               for block, curve in check.CURVES.items()]
+    (tmp_path / "compare.json").write_text(json.dumps({"runs": [], "results": entries}))
+    results = solution.load(tmp_path / "compare.json")
+    assert check.problems_with_reaching(solution.step_reaching, solution.seconds_reaching, results) == []
+    assert check.problems_with_race(solution.race, results) == []
+
+    def strictly_below(result, loss):
+        return next((step for step, _, val_loss in result["curve"] if val_loss < loss), None)
+
+    message = failure(check.problems_with_reaching(strictly_below, strictly_below, results))
+    assert "that is the step: each curve point is [step, seconds, val_loss]" in message
+    assert "at or below: pre_ln reaches its own final loss" in message

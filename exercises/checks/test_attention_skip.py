@@ -5,7 +5,7 @@ import functools
 import pytest
 import torch
 
-from exercises.checks import under_test
+from exercises.checks import assert_none, under_test
 from model import GPT, GPTConfig
 
 exercise = under_test("attention_skip")
@@ -51,34 +51,65 @@ def reference(block):
 
 
 def test_mean_token_similarity_on_known_inputs():
-    same = torch.randn(1, 1, 16).expand(2, 5, 16)
-    assert exercise.mean_token_similarity(same) == pytest.approx(1.0, abs=1e-5)
+    same = torch.randn(1, 1, 16).expand(2, 5, 16)  # one vector, of norm about 4, at every position
     orthogonal = 3.0 * torch.eye(6).unsqueeze(0)  # six tokens, each along its own axis
-    assert exercise.mean_token_similarity(orthogonal) == pytest.approx(0.0, abs=1e-6)
     opposite = torch.tensor([[[1.0, 2.0], [-2.0, -4.0]]])
-    assert exercise.mean_token_similarity(opposite) == pytest.approx(-1.0, abs=1e-5)
     both = torch.cat([same[:1, :, :6], orthogonal[:, :5]])  # a collapsed sequence and a spread-out one
-    assert exercise.mean_token_similarity(both) == pytest.approx(0.5, abs=1e-5)
+    cases = [("identical tokens", same, 1.0), ("orthogonal tokens", orthogonal, 0.0),
+             ("two opposite tokens", opposite, -1.0), ("a collapsed sequence and an orthogonal one", both, 0.5)]
+    problems = []
+    for name, x, expected in cases:
+        got = exercise.mean_token_similarity(x)
+        if got == pytest.approx(expected, abs=1e-5):
+            continue
+        T = x.size(1)
+        if got == pytest.approx((expected * (T - 1) + 1) / T, abs=1e-5):
+            hint = "the diagonal (each token with itself, always 1) is in your mean: leave it out"
+        elif abs(got) > 1 + 1e-5:
+            hint = "a cosine lies in [-1, 1]: normalise every token to a unit vector first (F.normalize(x, dim=-1))"
+        else:
+            hint = "the mean over pairs i != j of each sequence, then the mean over the batch"
+        problems.append(f"{name}: {got:.4f}, expected {expected}: {hint}")
+    assert_none(problems)
 
 
 @pytest.mark.parametrize("block", BLOCKS)
 def test_similarity_by_depth_matches_the_check(block):
     measured = exercise.similarity_by_depth(build(block), random_tokens())
-    assert len(measured) == SHAPE["n_layer"] + 1, "the stream entering block 0, then after each block"
-    assert measured == pytest.approx(reference(block), abs=1e-4)
+    expected = reference(block)
+    problems = []
+    if len(measured) != SHAPE["n_layer"] + 1:
+        problems.append(f"{len(measured)} values, expected {SHAPE['n_layer'] + 1}: the stream entering block 0 "
+                        f"(the embeddings, from a forward pre-hook on block 0), then the output of each block")
+    elif measured[1:] == pytest.approx(expected[:-1], abs=1e-4):
+        problems.append("every value is one block early: the first is the stream entering block 0, the second "
+                        "the output of block 0")
+    else:
+        if measured[0] != pytest.approx(expected[0], abs=1e-4):
+            problems.append(f"entering block 0: {measured[0]:.4f}, expected {expected[0]:.4f}: args[0] of a forward "
+                            f"pre-hook on block 0, the embeddings")
+        wrong = [i for i in range(1, len(expected)) if measured[i] != pytest.approx(expected[i], abs=1e-4)]
+        if wrong:
+            problems.append(f"after blocks {', '.join(str(i - 1) for i in wrong)}: e.g. {measured[wrong[0]]:.4f}, "
+                            f"expected {expected[wrong[0]]:.4f}: the output of each block, from forward hooks")
+    assert_none(problems)
 
 
 def test_similarity_by_depth_removes_its_hooks():
     model = build("pre_ln")
     exercise.similarity_by_depth(model, random_tokens(batch=1))
-    for module in model.modules():
-        assert not module._forward_hooks and not module._forward_pre_hooks, "remove every hook you register"
+    left = [name or "the model" for name, module in model.named_modules()
+            if module._forward_hooks or module._forward_pre_hooks]
+    assert_none([f"hooks left on {', '.join(left)}: remove every hook you register (handle.remove(), in a finally)"]
+                if left else [])
 
 
 @pytest.mark.parametrize("block", BLOCKS)
 def test_prediction_agrees_with_the_measurement(block):
-    predicted = exercise.predict()[block]
-    assert predicted in WORDS, f"predict()[{block!r}] must be one of {WORDS}"
+    predicted = exercise.predict().get(block)
+    assert predicted in WORDS, f"predict()[{block!r}] is {predicted!r}; it must be one of {WORDS}"
     measured = reference(block)[-1]
+    question = {"pre_ln": "c", "no_attn_skip_unshaped": "a", "no_attn_skip": "b"}[block]
     assert predicted == bucket(measured), (f"{block}: you predicted {predicted!r}, the similarity after the last "
-                                           f"block is {measured:.2f} ({bucket(measured)!r}): why?")
+                                           f"block is {measured:.2f} ({bucket(measured)!r}): why? (question "
+                                           f"{question}; then correct predict() and your comment)")

@@ -1,9 +1,7 @@
-"""Checks for exercise 5: DyT, the sas_p_dyt block, and a few training steps with train.py."""
+"""Checks for exercise 10: DyT, the sas_p_dyt block, and a few training steps with train.py."""
 
 import dataclasses
 import math
-import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,8 +11,7 @@ import train
 from blocks import BLOCKS
 from blocks.parts import RMSNorm
 from checkpoint import read_log
-from data.prepare import prepare
-from exercises.checks import randomise, under_test
+from exercises.checks import assert_none, diagnose, randomise, tiny_run_flags, under_test
 from model import GPT, GPTConfig
 
 exercise = under_test("dynamic_tanh")
@@ -23,35 +20,73 @@ CONFIG = GPTConfig(block="sas_p", vocab_size=64, block_size=16, n_layer=2, n_hea
 
 def test_dyt_computes_its_formula():
     dyt = randomise(exercise.DyT(6))
-    assert dyt.alpha.shape == () and dyt.weight.shape == dyt.bias.shape == (6,)
+    problems = []
+    for name, shape in (("alpha", ()), ("weight", (6,)), ("bias", (6,))):
+        tensor = getattr(dyt, name, None)
+        if not isinstance(tensor, torch.nn.Parameter) or tensor.shape != shape:
+            problems.append(f"DyT(6).{name} should be an nn.Parameter of shape {shape} (alpha is one scalar, "
+                            f"weight and bias one per channel)")
+    if problems:
+        assert_none(problems)
     x = 3 * torch.randn(4, 5, 6)
-    torch.testing.assert_close(dyt(x), dyt.weight * torch.tanh(dyt.alpha * x) + dyt.bias)
+    with torch.no_grad():
+        w, a, b = dyt.weight, dyt.alpha, dyt.bias
+        mistakes = {"alpha scales the output: it goes inside, tanh(alpha * x)": w * a * torch.tanh(x) + b,
+                    "the bias is missing: + bias": w * torch.tanh(a * x),
+                    "the weight is missing: weight * tanh(...)": torch.tanh(a * x) + b,
+                    "the bias is inside the tanh: weight * tanh(alpha * x) + bias": w * torch.tanh(a * x + b)}
+        assert_none(diagnose(dyt(x), w * torch.tanh(a * x) + b, mistakes, "DyT(x)"))
 
 
 def test_dyt_starts_at_its_init():
-    dyt = exercise.DyT(8)
-    assert dyt.alpha.item() == 0.5
-    assert torch.equal(dyt.weight, torch.ones(8)) and torch.equal(dyt.bias, torch.zeros(8))
-    assert exercise.DyT(8, alpha_init=0.2).alpha.item() == pytest.approx(0.2)
+    problems = []
+    for alpha_init in (0.5, 0.2):
+        dyt = exercise.DyT(8) if alpha_init == 0.5 else exercise.DyT(8, alpha_init=alpha_init)
+        if dyt.alpha.item() != pytest.approx(alpha_init):
+            problems.append(f"alpha starts at {dyt.alpha.item()}, expected {alpha_init}: "
+                            f"nn.Parameter(torch.tensor(float(alpha_init)))")
+        if not torch.equal(dyt.weight.detach(), torch.ones(8)):
+            problems.append("weight should start at 1 (torch.ones(dim)): torch.empty leaves whatever was in memory")
+        if not torch.equal(dyt.bias.detach(), torch.zeros(8)):
+            problems.append("bias should start at 0 (torch.zeros(dim))")
+    assert_none(sorted(set(problems), key=problems.index))
 
 
-@pytest.mark.parametrize("layer", [0, 1])
-def test_dyt_block_has_no_norm(layer):
-    block = exercise.Block(CONFIG, layer)
-    assert isinstance(block.ln_1, exercise.DyT)
-    assert not any(isinstance(m, (RMSNorm, torch.nn.LayerNorm)) for m in block.modules())
-    sas_p_count = sum(p.numel() for p in blocks.sas_p.Block(CONFIG, layer).parameters())
-    assert sum(p.numel() for p in block.parameters()) == sas_p_count + CONFIG.n_embd + 1  # DyT: 2d + 1, RMSNorm: d
+def test_dyt_block_has_no_norm():
+    problems = []
+    for layer in (0, 1):
+        block = exercise.Block(CONFIG, layer)
+        if not isinstance(getattr(block, "ln_1", None), exercise.DyT):
+            problems.append((f"layer {layer}", "ln_1 should be a DyT, where sas_p has its RMSNorm"))
+        if any(isinstance(m, (RMSNorm, torch.nn.LayerNorm)) for m in block.modules()):
+            problems.append((f"layer {layer}", "a norm layer is left: DyT replaces it"))
+        sas_p_count = sum(p.numel() for p in blocks.sas_p.Block(CONFIG, layer).parameters())
+        count = sum(p.numel() for p in block.parameters())
+        if count != sas_p_count + CONFIG.n_embd + 1:
+            problems.append((f"layer {layer}", f"{count} parameters, expected sas_p's {sas_p_count} + "
+                                               f"{CONFIG.n_embd + 1}: DyT has 2d + 1 (weight, bias, alpha), "
+                                               f"RMSNorm d"))
+    assert_none(problems)
 
 
-@pytest.mark.parametrize("layer", [0, 1])
-def test_dyt_block_is_sas_p_with_dyt(layer):
-    block = randomise(exercise.Block(CONFIG, layer))
-    reference = blocks.sas_p.Block(CONFIG, layer)
-    reference.ln_1 = block.ln_1  # the library's sas_p, with the student's DyT as its norm
-    reference.load_state_dict(block.state_dict())
-    x = torch.randn(3, CONFIG.block_size, CONFIG.n_embd)
-    torch.testing.assert_close(block(x), reference(x))
+def test_dyt_block_is_sas_p_with_dyt():
+    problems = []
+    for layer in (0, 1):
+        block = randomise(exercise.Block(CONFIG, layer))
+        reference = blocks.sas_p.Block(CONFIG, layer)
+        reference.ln_1 = block.ln_1  # the library's sas_p, with the student's DyT as its norm
+        _, lacking = reference.load_state_dict(block.state_dict(), strict=False)
+        if lacking:
+            problems.append((f"layer {layer}", f"keep sas_p's attribute names: {', '.join(lacking)} should not be "
+                                               f"there"))
+            continue
+        x = torch.randn(3, CONFIG.block_size, CONFIG.n_embd)
+        with torch.no_grad():
+            h = reference.ln_1(x)
+            mistakes = {"the MLP reads X, not H = DyT(X)": reference.beta_sa * reference.attn(h)
+                        + reference.beta_ff * reference.mlp(x)}
+            problems += diagnose(block(x), reference(x), mistakes, f"layer {layer}")
+    assert_none(problems)
 
 
 def test_dyt_keeps_its_init_inside_a_gpt(monkeypatch):
@@ -59,23 +94,29 @@ def test_dyt_keeps_its_init_inside_a_gpt(monkeypatch):
     monkeypatch.setitem(BLOCKS, "sas_p_dyt", exercise.Block)
     torch.manual_seed(0)
     model = GPT(dataclasses.replace(CONFIG, block="sas_p_dyt"))
-    for block in model.blocks:
-        assert block.ln_1.alpha.item() == 0.5
-        assert torch.equal(block.ln_1.weight, torch.ones(CONFIG.n_embd))
-        assert torch.equal(block.ln_1.bias, torch.zeros(CONFIG.n_embd))
-        assert (block.beta_sa.item(), block.beta_ff.item()) == (1.0, pytest.approx(CONFIG.mlp_gain))
+    problems = []
+    for i, block in enumerate(model.blocks):
+        if block.ln_1.alpha.item() != 0.5:
+            problems.append((f"block {i}", f"alpha is {block.ln_1.alpha.item()} after GPT.init_weights, not 0.5: "
+                                           f"keep alpha inside DyT, where init_weights leaves it alone"))
+        if not (torch.equal(block.ln_1.weight.detach(), torch.ones(CONFIG.n_embd))
+                and torch.equal(block.ln_1.bias.detach(), torch.zeros(CONFIG.n_embd))):
+            problems.append((f"block {i}", "DyT's weight and bias left GPT.init_weights changed: give DyT its own "
+                                           "parameter class, not RMSNorm or LayerNorm, which init_weights resets"))
+        if (block.beta_sa.item(), block.beta_ff.item()) != (1.0, pytest.approx(CONFIG.mlp_gain)):
+            problems.append((f"block {i}", "beta_sa and beta_ff should start at 1 and mlp_gain: name them so"))
+    assert_none(problems)
 
 
-def test_dyt_block_trains_with_train_py(monkeypatch, tmp_path):
+def test_dyt_block_trains_with_train_py(monkeypatch, tmp_path, tiny_dataset, quick_training):
     monkeypatch.setitem(BLOCKS, "sas_p_dyt", exercise.Block)
-    for copy in range(4):  # a small corpus: this repo's block files, enough for both splits
-        shutil.copytree(Path(blocks.__file__).parent, tmp_path / "corpus" / str(copy),
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    dataset = prepare(tmp_path / "data", source=tmp_path / "corpus", vocab_size=300, val_fraction=0.3)
-    flags = dict(dataset=dataset, out_dir=tmp_path / "run", block="sas_p_dyt", n_layer=2, n_head=2, n_embd=32,
-                 block_size=32, batch_size=4, max_steps=20, eval_interval=10, eval_windows=8, log_interval=1,
-                 learning_rate=3e-3, device="cpu", dtype="float32")
-    final = train.train(*train.settings([f"--{k}={v}" for k, v in flags.items()]))
+    final = train.train(*train.settings(tiny_run_flags(tiny_dataset, tmp_path / "run", block="sas_p_dyt",
+                                                       max_steps=20, eval_interval=10, log_interval=1)))
     rows = read_log(tmp_path / "run" / "log.jsonl")
-    assert final["step"] == 20 and math.isfinite(final["val_loss"])
-    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    problems = []
+    if not (final["step"] == 20 and math.isfinite(final["val_loss"])):
+        problems.append(f"20 steps should end with a finite validation loss, got {final}")
+    if not rows[-1]["train_loss"] < rows[0]["train_loss"]:
+        problems.append(f"the training loss did not fall in 20 steps: {rows[0]['train_loss']:.3f} -> "
+                        f"{rows[-1]['train_loss']:.3f}")
+    assert_none(problems)

@@ -13,8 +13,9 @@ Answers
 -------
 a. W_Q is N(0, 0.02), so the logits are close to 0 and A is close to C: each token
    becomes the average of the tokens up to it. A product of such averaging matrices
-   tends to a rank-one matrix, every row the same average: after three blocks the
-   tokens are already alike (rank collapse, §4.1). Deep, it trains badly (question d).
+   tends to a rank-one matrix, every row the first token's (exercise 1): after three
+   blocks the tokens are already alike (rank collapse, §4.1). Deep, it trains badly
+   (question d).
 b. Shaped attention is exactly the identity at initialisation, so X^ = N1(X): the
    block re-normalises its input and adds 0.1 MLP(...), about 1% of its size. The
    tokens stay as distinct as the embeddings, however deep the model.

@@ -1,5 +1,5 @@
 """
-Exercise 3, solved: the parameters a removal saves. The task and the hint are in
+Exercise 6, solved: the parameters a removal saves. The task and the hint are in
 exercises/tasks/parameter_count.py.
 
 Answers
@@ -7,9 +7,10 @@ Answers
 a. Step 1, pre_ln -> no_attn_skip, adds 3 n_head + 3 per layer: shaped attention's
    alpha, beta, gamma per head, and the branch gains beta_SA, alpha_FF, beta_FF.
    It removes no tensor: the skip connection had no parameters.
-b. 20.6M of 166.2M, 12.4%; with the official code's 1024 positions, 20.6M of 166.8M,
-   also 12.4%. The positions are not the gap: the paper's 13% is 1 - 146/167 of
-   rounded counts (12.6%), rounded again.
+b. sas saves 20,643,136 of pre_ln's 166,154,496 parameters, 12.4%, leaving 145,511,360.
+   With the official code's 1024 positions: 166,842,624 and 146,199,488, 12.4% again (the
+   positions are in both counts and cancel in the saving). The positions are not the gap:
+   the paper's 13% is 1 - 146/167 of its rounded counts (12.6%), rounded again.
 c. Per layer: W_Q and W_K (2 d^2), W_V and W_P (2 d^2), the MLP's two d x 4d
    matrices (8 d^2). Removing W_V, W_P saves 1/6 of the block's weights and
    matmuls. sas_p saves little more, but its two branches read the same input
@@ -17,8 +18,6 @@ c. Per layer: W_Q and W_K (2 d^2), W_V and W_P (2 d^2), the MLP's two d x 4d
    in one kernel, as in PaLM's parallel block), and one norm per block is gone
    (§4.3, Fig. 5).
 """
-
-
 
 
 def saved_by_identity_values(n_layer, n_embd):

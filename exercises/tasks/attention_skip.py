@@ -41,7 +41,9 @@ Questions
 ---------
 a. no_attn_skip_unshaped: what does one layer's attention do to the tokens at
    initialisation (W_Q is small, so what is A close to)? And eighteen layers?
-b. no_attn_skip: what does shaped attention do at initialisation (exercise 1)?
+   (Exercise 1.)
+b. no_attn_skip: what does shaped attention do at initialisation? (Exercise 3
+   shows why; read ShapedAttention's docstring in blocks/parts.py.)
    And the MLP branch, with beta_FF = 0.1?
 c. pre_ln has plain softmax attention too: why does the skip stop the collapse?
    Why is it not "apart" either? (Compare the size of the N(0, 0.02) embeddings

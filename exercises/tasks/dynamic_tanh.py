@@ -1,5 +1,5 @@
 """
-Exercise 5 · ladder step 4, sas_p -> sas_p_nonorm · Dynamic Tanh instead of no norm (open-ended)
+Exercise 10 · ladder step 4, sas_p -> sas_p_nonorm · Dynamic Tanh instead of no norm (open-ended)
 
 Task
 ----
@@ -74,10 +74,10 @@ class DyT(nn.Module):
 
     def __init__(self, dim, alpha_init=0.5):
         super().__init__()
-        raise NotImplementedError("exercise 5: create alpha, weight and bias with their starting values")
+        raise NotImplementedError("exercise 10: create alpha, weight and bias with their starting values")
 
     def forward(self, x):
-        raise NotImplementedError("exercise 5: write DyT(x)")
+        raise NotImplementedError("exercise 10: write DyT(x)")
 
 
 class Block(nn.Module):
@@ -85,10 +85,10 @@ class Block(nn.Module):
 
     def __init__(self, config, layer_idx):
         super().__init__()
-        raise NotImplementedError("exercise 5: sas_p's block with DyT instead of RMSNorm")
+        raise NotImplementedError("exercise 10: sas_p's block with DyT instead of RMSNorm")
 
     def forward(self, x):
-        raise NotImplementedError("exercise 5: sas_p's equation")
+        raise NotImplementedError("exercise 10: sas_p's equation")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,84 @@
+"""Checks for exercise 5: C v and C^T g in O(T), against the explicit matrix, and the autograd Function."""
+
+import torch
+
+from exercises.checks import assert_none, close, diagnose, under_test
+
+exercise = under_test("running_mean")
+SHAPES = [(1, 1, 1, 1), (2, 3, 7, 4), (5, 16, 8), (33, 2)]  # (..., T, hs): T = 1, 7, 16, 33
+
+
+def C(T):
+    """The uniform causal matrix in float64 (blocks.parts builds it in float32)."""
+    visible = torch.ones(T, T, dtype=torch.float64).tril()
+    return visible / visible.sum(dim=1, keepdim=True)
+
+
+def tensors(shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g, dtype=torch.float64)
+
+
+def arange_column(T, start):
+    return torch.arange(start, start + T, dtype=torch.float64).view(T, 1)
+
+
+def problems_with_running_mean(running_mean):
+    problems = []
+    for shape in SHAPES:
+        v = tensors(shape)
+        T = v.size(-2)
+        positions = arange_column(T, 1)
+        mistakes = {"no division: that is the running sum; divide position i by i + 1": v.cumsum(-2),
+                    "divided by 0, 1, ..., T - 1: position i averages i + 1 positions":
+                        v.cumsum(-2) / arange_column(T, 0),
+                    "the sum runs over the wrong dimension: positions are dim -2": v.cumsum(-1) / positions,
+                    "that is C^T v, the running sum from the end": (v / positions).flip(-2).cumsum(-2).flip(-2)}
+        problems += diagnose(running_mean(v).double(), C(T) @ v, mistakes, f"shape {shape}", atol=1e-7)
+    return problems
+
+
+def problems_with_transposed(transposed):
+    problems = []
+    for shape in SHAPES:
+        g = tensors(shape, seed=1)
+        T = g.size(-2)
+        positions = arange_column(T, 1)
+        mistakes = {"that is C g, the forward direction: the gradient of position j collects from the positions "
+                    "i >= j after it (flip, cumsum, flip)": C(T) @ g,
+                    "divided after the reversed sum: divide each g_i by i + 1 first, then sum over i >= j":
+                        g.flip(-2).cumsum(-2).flip(-2) / positions,
+                    "no division: C^T g sums g_i / (i + 1), not g_i": g.flip(-2).cumsum(-2).flip(-2),
+                    "flipped back too soon or not at all: flip, cumsum, then flip the result back":
+                        (g / positions).flip(-2).cumsum(-2)}
+        problems += diagnose(transposed(g).double(), C(T).T @ g, mistakes, f"shape {shape}",
+                             atol=1e-7)
+    return problems
+
+
+def test_running_mean_is_C_times_v():
+    assert_none(problems_with_running_mean(exercise.running_mean))
+
+
+def test_running_mean_transposed_is_C_transposed_times_g():
+    assert_none(problems_with_transposed(exercise.running_mean_transposed))
+
+
+def test_function_forward_and_backward():
+    problems = []
+    for shape in SHAPES:
+        v, g = tensors(shape), tensors(shape, seed=2)
+        T = v.size(-2)
+        leaf = v.clone().requires_grad_()
+        out = exercise.RunningMean.apply(leaf)
+        if not close(out.detach(), C(T) @ v, atol=1e-7):
+            problems.append(f"RunningMean.apply, shape {shape}: the forward is not C v (use running_mean)")
+        out.backward(g)
+        if leaf.grad is None or not close(leaf.grad, C(T).T @ g, atol=1e-7):
+            problems.append(f"RunningMean backward, shape {shape}: the gradient is not C^T g "
+                            f"(use running_mean_transposed on grad_output)")
+    if not problems:  # finite differences, as torch checks its own functions
+        v = tensors((2, 9, 3)).requires_grad_()
+        if not torch.autograd.gradcheck(exercise.RunningMean.apply, (v,), raise_exception=False):
+            problems.append("torch.autograd.gradcheck disagrees with your backward")
+    assert_none(problems)
