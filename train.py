@@ -281,11 +281,11 @@ def train_step(model, state, micro_batches, cfg, ctx, device):
 
 
 def to_device(batch, device):
-    """The micro-batches on the device. On a GPU the copy runs from pinned memory, asynchronously:
+    """The micro-batches on the device. On a CUDA GPU the copy runs from pinned memory, asynchronously:
     the host goes on to queue the step while the copy is in flight."""
-    if not device.startswith("cuda"):
-        return batch
-    return [tuple(t.pin_memory().to(device, non_blocking=True) for t in xy) for xy in batch]
+    if device.startswith("cuda"):
+        return [tuple(t.pin_memory().to(device, non_blocking=True) for t in xy) for xy in batch]
+    return [tuple(t.to(device) for t in xy) for xy in batch]
 
 
 @torch.no_grad()
