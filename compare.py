@@ -96,17 +96,25 @@ def summarise(run):
                               f"cannot be compared; delete {run.run_dir} and run compare.py again to retrain it")
     with torch.device("meta"):  # only the shapes, to count parameters
         model = GPT(GPTConfig(**ckpt["model_config"]))
-    train_time = ckpt["train_time"]
+    # Each log row times its own interval of steps. A busy machine slows some intervals down and never
+    # speeds one up, so the block's speed is the 90th percentile of the intervals' rates; the whole run's
+    # average, which every slow-down lowers, is kept beside it.
+    rates = sorted(r["tokens_per_sec"] for r in rows if "tokens_per_sec" in r)
+    tokens_per_sec = rates[int(0.9 * (len(rates) - 1))]
     return {
         "block": run.block,
         "params": model.num_params(),
         "non_embedding_params": model.num_params(non_embedding=True),
         "train_loss": latest(rows, "train_loss"),
         "val_loss": latest(rows, "val_loss"),
-        "steps_per_sec": ckpt["step"] / train_time,
-        "tokens_per_sec": ckpt["step"] * run.tokens_per_step / train_time,
+        "steps_per_sec": tokens_per_sec / run.tokens_per_step,
+        "tokens_per_sec": tokens_per_sec,
+        "average_tokens_per_sec": ckpt["step"] * run.tokens_per_step / ckpt["train_time"],
         "peak_memory": max(r["peak_memory"] for r in rows),
-        "curve": [(r["step"], r["time"], r["val_loss"]) for r in rows if "val_loss" in r],
+        # (step, seconds at the block's speed, val loss): time from the same robust speed, so that a busy
+        # neighbour during one block's run does not move its curve
+        "curve": [(r["step"], r["step"] * run.tokens_per_step / tokens_per_sec, r["val_loss"]) for r in rows
+                  if "val_loss" in r],
     }
 
 
@@ -141,7 +149,7 @@ def plot(results, path):
         by_step.plot(steps, losses, label=label)
         by_time.plot([t / 60 for t in times], losses, label=label)
     by_step.set(xlabel="step", ylabel="validation loss", title="per step")
-    by_time.set(xlabel="training time (minutes)", title="per wall-clock time")
+    by_time.set(xlabel="minutes of training, at the block's measured speed", title="per wall-clock time")
     best = min(min(r["curve"], key=lambda c: c[2])[2] for r in results)
     by_step.set_ylim(best - 0.1, best + 1.5)  # the interesting part: where the blocks part ways
     by_step.legend()
