@@ -184,7 +184,7 @@ def probe(cfg):
     print(f"\nwrote {stem.with_suffix('.json')}")
     plot(results, uniform, stem.with_suffix(".png"))
     for folder in folders:
-        if (Path(folder) / "gains.jsonl").is_file():
+        if read_log(Path(folder) / "gains.jsonl"):  # blocks without gains have none
             plot_gains_over_training(folder, out / f"gains_{Path(folder).name}.png")
     return report
 

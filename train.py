@@ -342,7 +342,8 @@ def open_run_folder(cfg, state, fingerprint, changes):
     log = RunLog(cfg.run_dir)
     for path in (log.path, log.gains_path):
         kept = [row for row in read_log(path) if row["step"] <= state.step]
-        path.write_text("".join(json.dumps(row) + "\n" for row in kept))
+        if path.exists() or path == log.path:  # gains.jsonl only for blocks that have gains
+            path.write_text("".join(json.dumps(row) + "\n" for row in kept))
     (cfg.run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     if changes:
         print("continuing with changed settings: " + ", ".join(f"{key} {old} -> {new}"

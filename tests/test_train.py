@@ -185,7 +185,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(tiny_dataset, tmp_path
     monkeypatch.setattr(checkpoint.torch, "save", disk_full)
     with pytest.raises(CheckpointError, match="No space left on device.*previous checkpoint is kept"):
         train.train(*tiny_config(tiny_dataset, tmp_path, max_steps=12, resume=True, allow_changes=True))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "config.json", "log.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "config.json", "gains.jsonl", "log.jsonl"]
     assert (tmp_path / "ckpt.pt").read_bytes() == before
 
 
