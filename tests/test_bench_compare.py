@@ -11,7 +11,6 @@ import torch
 
 import bench
 import compare
-from common import run_main
 from configurator import ConfigError
 
 ROOT = Path(__file__).parent.parent

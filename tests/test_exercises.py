@@ -96,7 +96,7 @@ def failure(problems):
 
 def test_every_wrong_step_of_the_parameter_count_is_reported():
     from exercises.checks import test_parameter_count as check
-    from exercises.solutions.parameter_count import saved_along_the_ladder, saved_by_identity_values
+    from exercises.solutions.parameter_count import saved_along_the_ladder
 
     def two_steps_wrong(n_layer, n_embd, n_head):
         counted = saved_along_the_ladder(n_layer, n_embd, n_head)
