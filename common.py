@@ -132,6 +132,64 @@ def matmul_seconds(device, dtype, n=1024, repeats=3):
     return min(times)
 
 
+# ---------------------------------------------------------------------------------------------------
+# the attention kernel: one policy for plain and shaped attention alike
+
+ATTENTION_KERNELS = ("fused", "explicit")
+EXPLICIT_MEMORY = 2**30  # bytes of T x T matrices the explicit kernel may keep for the backward pass, at most
+
+
+def use_attention_kernel(kernel):
+    """From here on torch's scaled_dot_product_attention (SDPA) runs on this kernel, for every block alike:
+    plain and shaped attention both compute their softmax part A v with it (blocks/parts.py).
+      fused     SDPA's own pick among its kernels that never build the T x T matrix (on a CPU flash
+                attention; on a GPU flash, memory-efficient or cuDNN attention): O(T) memory
+      explicit  SDPA's math backend: the T x T matrix softmax(q k^T / sqrt(hs) + M), then times v: O(T^2)"""
+    fused = kernel == "fused"
+    # these switches are named cuda, but SDPA on a CPU obeys them too
+    torch.backends.cuda.enable_flash_sdp(fused)
+    torch.backends.cuda.enable_mem_efficient_sdp(fused)
+    torch.backends.cuda.enable_cudnn_sdp(fused)
+    torch.backends.cuda.enable_math_sdp(True)  # the fallback where no fused kernel takes the inputs
+
+
+def pick_attention(name, device, dtype, shape):
+    """The attention kernel for an --attention setting on this device, and why, in a few words.
+    shape: (batch, heads, T, head size, layers) of the run's attention.
+
+    auto: on a GPU, fused. On a CPU, whichever runs attention's forward and backward pass at this shape
+    faster here, timed in a fraction of a second: CPUs and precisions differ (README, Benchmarks: on one
+    CPU the explicit kernel wins in bfloat16 at short T and loses in float32). Explicit only where it wins
+    by more than 10%, so that a close call does not flip between runs, and only where the T x T matrices
+    it keeps for the backward pass of every layer take at most 1 GiB."""
+    if name != "auto":
+        return name, "as set"
+    if not device.startswith("cpu"):
+        return "fused", "on a GPU"
+    batch, heads, T, _, layers = shape
+    matrices = layers * batch * heads * T * T * 4  # float32 attention probabilities, one matrix per head
+    if matrices > EXPLICIT_MEMORY:
+        return "fused", f"explicit would keep {matrices / 2**30:.1f} GiB of T x T matrices"
+    speedup = attention_seconds("fused", device, dtype, shape) / attention_seconds("explicit", device, dtype, shape)
+    return ("explicit" if speedup > 1.1 else "fused"), f"explicit {speedup:.1f}x fused's speed here at T={T}"
+
+
+def attention_seconds(kernel, device, dtype, shape, repeats=3):
+    """The best time of a few forward and backward passes of causal SDPA on one layer's q, k, v, on kernel."""
+    batch, heads, T, head_size, _ = shape
+    q, k, v = (torch.randn(batch, heads, T, head_size, device=device, dtype=getattr(torch, dtype),
+                           requires_grad=True) for _ in range(3))
+    use_attention_kernel(kernel)
+    times = []
+    for _ in range(repeats + 1):  # the first is a warm-up
+        t0 = time.perf_counter()
+        torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    use_attention_kernel("fused")
+    return min(times[1:])
+
+
 def autocast(device_type, dtype):
     """Mixed precision: parameters and the residual stream stay float32, matmuls run in dtype."""
     if dtype == "float32":

@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 from blocks import BLOCKS
 from checkpoint import CheckpointError, append_log, load_checkpoint, read_log, run_dir, save_checkpoint
-from common import (autocast, datasheet_flops, device_name, measure_matmul_flops, peak_memory, pick_device,
-                    pick_dtype, run_main)
+from common import (ATTENTION_KERNELS, autocast, datasheet_flops, device_name, measure_matmul_flops, peak_memory,
+                    pick_attention, pick_device, pick_dtype, run_main, use_attention_kernel)
 from configurator import ConfigError, parse_config, setting
 from data import dataset_dir, load_dataset
 from model import GPT, GPTConfig, ModelSettings
@@ -70,6 +70,9 @@ class TrainConfig(ModelSettings):  # the model's shape settings (n_layer, n_embd
     device: str = setting("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     dtype: str = setting("auto", "auto: bfloat16 where supported (CUDA, CPU), float16 + grad scaler on older GPUs",
                          choices=["auto", "float32", "bfloat16", "float16"])
+    attention: str = setting("auto", "the kernel softmax attention runs on, in every block alike: fused (never "
+                                     "builds the T x T matrix), explicit (builds it), or auto: fused on a GPU, the "
+                                     "faster one on a CPU, measured", choices=["auto", *ATTENTION_KERNELS])
     compile: bool = setting(False, "torch.compile the model")
     seed: int = setting(1337, "seeds the initialisation and the batches: the same seed gives every block the same data")
 
@@ -217,18 +220,19 @@ class State:
     data_rng: torch.Generator  # draws the batches, apart from the model's RNG
     device: str
     dtype: str  # autocast's precision; saved, since --dtype=auto may pick another one elsewhere
+    attention: str  # the attention kernel; saved for the same reason
     step: int = 0
     train_time: float = 0.0  # seconds spent in training steps, evaluation excluded
 
 
-def start_or_resume(cfg, ckpt, vocab_size, device, dtype):
+def start_or_resume(cfg, ckpt, vocab_size, device, dtype, attention):
     """The training state: fresh from the seed, or as the checkpoint left it."""
     torch.manual_seed(cfg.seed)  # the same initial weights for the same block and seed
     model = GPT(cfg.model_config(vocab_size)).to(device)
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), cfg.eps,
                                            torch.device(device).type)
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=dtype == "float16")
-    state = State(model, optimizer, scaler, torch.Generator().manual_seed(cfg.seed), device, dtype)
+    state = State(model, optimizer, scaler, torch.Generator().manual_seed(cfg.seed), device, dtype, attention)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -245,7 +249,7 @@ def checkpoint(state, cfg, fingerprint):
         "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
         "scaler": state.scaler.state_dict(), "step": state.step, "train_time": state.train_time,
         "config": asdict(cfg), "model_config": asdict(state.model.config), "dataset_fingerprint": fingerprint,
-        "device": device_name(state.device), "dtype": state.dtype,
+        "device": device_name(state.device), "dtype": state.dtype, "attention": state.attention,
         "data_rng": state.data_rng.get_state(), "torch_rng": torch.get_rng_state()})
 
 
@@ -361,14 +365,21 @@ def train(cfg, ckpt=None):
     "stopped_by"}: the signal's number if Ctrl-C or SIGTERM stopped the run early, else None."""
     with processes(cfg.device) as procs, stop_signals() as stop:
         device_type = torch.device(procs.device).type
-        # a resumed run keeps the precision that --dtype=auto picked for it: it is part of what it computes
+        # a resumed run keeps the precision and the attention kernel that auto picked for it: they are part of what
+        # it computes (runs saved before the kernel was chosen used the fused one)
         dtype, why = (ckpt["dtype"], "as the run started") if ckpt and cfg.dtype == "auto" else \
             pick_dtype(cfg.dtype, procs.device)
+        attention_shape = (cfg.batch_size, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head, cfg.n_layer)
+        attention, why_attention = (ckpt.get("attention", "fused"), "as the run started") \
+            if ckpt and cfg.attention == "auto" else pick_attention(cfg.attention, procs.device, dtype, attention_shape)
+        if procs.world_size > 1:  # the processes must compute alike: rank 0's measurements decide
+            dtype, why, attention, why_attention = same_on_every_process((dtype, why, attention, why_attention))
+        use_attention_kernel(attention)
         if cfg.grad_accum % procs.world_size:
             raise ConfigError(f"--grad_accum={cfg.grad_accum} must be a multiple of the {procs.world_size} processes")
         ds = open_dataset(cfg, ckpt, procs)
         val_windows = ds.val_windows(cfg.block_size, cfg.eval_windows)
-        state = start_or_resume(cfg, ckpt, ds.tokenizer.vocab_size, procs.device, dtype)
+        state = start_or_resume(cfg, ckpt, ds.tokenizer.vocab_size, procs.device, dtype, attention)
         changes = changed_settings(ckpt["config"], cfg) if ckpt else {}  # allowed by --allow_changes
         ckpt = None  # free its memory
         model = torch.compile(state.model) if cfg.compile else state.model
@@ -380,8 +391,8 @@ def train(cfg, ckpt=None):
         if procs.master:
             log = open_run_folder(cfg, state, ds.fingerprint, changes)
             print(f"{cfg.block}: {state.model.num_params() / 1e6:.2f}M parameters, {cfg.tokens_per_step:,} tokens "
-                  f"per step, {procs.device} {dtype} ({why})" + (f", {procs.world_size} processes"
-                                                                 if procs.world_size > 1 else ""))
+                  f"per step, {procs.device} {dtype} ({why}), {attention} attention ({why_attention})" +
+                  (f", {procs.world_size} processes" if procs.world_size > 1 else ""))
             log.peak_flops = {"mfu": measure_matmul_flops(procs.device, dtype),
                               "mfu_datasheet": datasheet_flops(procs.device, dtype)}
             log.flops_per_token = state.model.flops_per_token() / procs.world_size
@@ -481,6 +492,13 @@ class RunLog:
             tqdm.write(f"step {row['step']}: {train_loss}, val loss {val_loss:.4f}")
         bar.set_postfix(loss=f"{row.get('train_loss', float('nan')):.3f}", tok_s=f"{row['tokens_per_sec']:,.0f}",
                         mfu=f"{row['mfu']:.0%}", refresh=False)
+
+
+def same_on_every_process(values):
+    """values as rank 0 has them, on every process."""
+    box = [values]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def agree_to_stop(stop, device):

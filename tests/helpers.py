@@ -65,7 +65,7 @@ def tiny_flags(dataset, out_dir, **overrides):
     """train.py flags for a run that takes about a second."""
     flags = dict(dataset=dataset, out_dir=out_dir, block="sas_p", n_layer=2, n_head=2, n_embd=32, block_size=32,
                  batch_size=4, max_steps=12, eval_interval=6, eval_windows=8, log_interval=1,
-                 checkpoint_interval=6, learning_rate=3e-3, device="cpu", dtype="float32")
+                 checkpoint_interval=6, learning_rate=3e-3, device="cpu", dtype="float32", attention="fused")
     return [f"--{key}={value}" for key, value in {**flags, **overrides}.items()]
 
 

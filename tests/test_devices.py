@@ -44,6 +44,29 @@ def test_auto_on_a_cpu_picks_the_faster_precision(monkeypatch):
         assert dtype == expected and f"{1 / bf16_seconds:.1f}x" in why
 
 
+SHAPE = (16, 4, 128, 32, 12)  # batch, heads, T, head size, layers: the ladder preset's attention
+
+
+@pytest.mark.parametrize("explicit_seconds, expected", [(0.37, "explicit"), (0.95, "fused"), (1.6, "fused")])
+def test_auto_attention_on_a_cpu_picks_the_faster_kernel(monkeypatch, explicit_seconds, expected):
+    """explicit only where it is more than 10% faster: a close call keeps the fused kernel."""
+    monkeypatch.setattr(common, "attention_seconds", lambda kernel, *args: explicit_seconds if kernel == "explicit"
+                        else 1)
+    kernel, why = common.pick_attention("auto", "cpu", "bfloat16", SHAPE)
+    assert kernel == expected and f"{1 / explicit_seconds:.1f}x" in why and "T=128" in why
+
+
+def test_auto_attention_keeps_the_fused_kernel_where_the_matrices_would_not_fit(monkeypatch):
+    monkeypatch.setattr(common, "attention_seconds", lambda kernel, *args: pytest.fail("nothing to measure"))
+    kernel, why = common.pick_attention("auto", "cpu", "bfloat16", (1, 12, 4096, 64, 18))
+    assert kernel == "fused" and "13.5 GiB" in why  # 18 layers x 12 heads x 4096^2 float32 probabilities
+
+
+def test_auto_attention_on_a_gpu_is_fused_and_a_set_kernel_is_kept():
+    assert common.pick_attention("auto", "cuda", "bfloat16", SHAPE) == ("fused", "on a GPU")
+    assert common.pick_attention("explicit", "cpu", "float32", SHAPE) == ("explicit", "as set")
+
+
 def test_float16_is_for_cuda_only():
     with pytest.raises(ConfigError, match="for CUDA GPUs"):
         common.pick_dtype("float16", "cpu")
@@ -68,9 +91,9 @@ def bf16_run(tiny_dataset, tmp_path_factory):
     return out
 
 
-def test_a_run_records_its_device_and_precision(bf16_run):
+def test_a_run_records_its_device_precision_and_attention_kernel(bf16_run):
     ckpt = load_checkpoint(bf16_run / "ckpt.pt")
-    assert (ckpt["device"], ckpt["dtype"], ckpt["scaler"]) == ("cpu", "bfloat16", {})
+    assert (ckpt["device"], ckpt["dtype"], ckpt["scaler"], ckpt["attention"]) == ("cpu", "bfloat16", {}, "fused")
 
 
 def test_float16_resumes_a_run_saved_without_a_grad_scaler(tiny_dataset, bf16_run):
@@ -78,7 +101,7 @@ def test_float16_resumes_a_run_saved_without_a_grad_scaler(tiny_dataset, bf16_ru
     afresh instead of crashing on the empty state."""
     cfg, ckpt = train.settings(tiny_flags(tiny_dataset, bf16_run, max_steps=4, dtype="float16", resume=True,
                                           allow_changes=True))
-    state = train.start_or_resume(cfg, ckpt, ckpt["model_config"]["vocab_size"], "cpu", "float16")
+    state = train.start_or_resume(cfg, ckpt, ckpt["model_config"]["vocab_size"], "cpu", "float16", "fused")
     assert state.scaler.is_enabled() and state.scaler.get_scale() == 2.0**16 and state.step == 4
 
 
@@ -89,6 +112,16 @@ def test_a_resumed_auto_run_keeps_the_precision_it_started_with(tiny_dataset, tm
     train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path, max_steps=4, dtype="auto", resume=True,
                                            allow_changes=True)))
     assert load_checkpoint(tmp_path / "ckpt.pt")["dtype"] == "bfloat16"
+
+
+def test_a_resumed_auto_run_keeps_the_attention_kernel_it_started_with(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "attention_seconds", lambda kernel, *args: 0.5 if kernel == "explicit" else 1)
+    train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path, max_steps=2, attention="auto")))
+    assert load_checkpoint(tmp_path / "ckpt.pt")["attention"] == "explicit"
+    monkeypatch.setattr(common, "attention_seconds", lambda kernel, *args: 2 if kernel == "explicit" else 1)
+    train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path, max_steps=4, attention="auto", resume=True,
+                                           allow_changes=True)))
+    assert load_checkpoint(tmp_path / "ckpt.pt")["attention"] == "explicit"
 
 
 def test_the_gpu_check_refuses_to_run_without_a_gpu(monkeypatch):
