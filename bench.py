@@ -7,17 +7,19 @@ Measure what the simplifications buy, side by side in one process, as ratios.
 
 Two parts:
   throughput  training steps/s of every block (forward, backward, clip, AdamW), relative to pre_ln,
-              and model-FLOPs utilisation against this machine's measured dense matmul rate
-              (each block is timed in rounds, best of rounds kept, so a busy neighbour hurts less);
+              the speed-up its matmul FLOPs allow, and model-FLOPs utilisation against this machine's
+              measured dense matmul rate; every block is timed in turns with pre_ln, step by step, so
+              that a machine whose speed drifts slows both alike;
   attention   shaped attention (alpha I + beta A - gamma C) v as the model computes it (SDPA plus a
-              running mean, blocks.parts.shaped_attention) and as the explicit T x T matrix, against
-              plain causal SDPA: forward and backward, time and peak memory, T = 128 ... max_T, in
-              float32 and in the training dtype.
+              running mean, blocks.parts.shaped_attention) against plain causal SDPA, on both attention
+              kernels (common.pick_attention), and the official code's T x T matrix form: forward and
+              backward, time and peak memory, T = 128 ... max_T, in float32 and in the training dtype.
 Nothing here asserts a target: it prints what it measured, and bench() returns it.
 """
 
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -29,8 +31,8 @@ from torch.nn import functional as F
 
 from blocks import BLOCKS
 from blocks.parts import shaped_attention, shaped_attention_matrix
-from common import (autocast, datasheet_flops, device_name, measure_matmul_flops, pick_device, pick_dtype, run_main,
-                    synchronize)
+from common import (ATTENTION_KERNELS, EXPLICIT_MEMORY, autocast, datasheet_flops, device_name, measure_matmul_flops,
+                    pick_attention, pick_device, pick_dtype, run_main, synchronize, use_attention_kernel)
 from configurator import ConfigError, parse_config, setting
 from model import GPT, GPTConfig
 
@@ -50,8 +52,9 @@ class BenchConfig:
     blocks: str = setting(",".join(BLOCKS), "blocks to time (pre_ln is always included: the ratios are to it)")
     batch_size: int = setting(16, "sequences per step in the throughput part")
     vocab_size: int = setting(4097, "vocabulary (4097: our stdlib BPE; the paper's tokenizer has ~50K)")
-    steps: int = setting(5, "timed training steps per block and round")
-    rounds: int = setting(2, "rounds over all blocks; each block keeps its best round")
+    steps: int = setting(6, "timed training steps per block, each in turn with one of pre_ln")
+    attention: str = setting("auto", "the attention kernel of the throughput part, as in train.py",
+                             choices=["auto", *ATTENTION_KERNELS])
     compile: bool = setting(False, "torch.compile every model first")
     max_T: int = setting(4096, f"longest sequence in the attention part: a power of two, at least {TRAIN_T}")
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
@@ -59,7 +62,7 @@ class BenchConfig:
                          choices=["auto", "float32", "bfloat16", "float16"])
 
     def __post_init__(self):
-        for name in ("batch_size", "vocab_size", "steps", "rounds"):
+        for name in ("batch_size", "vocab_size", "steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name}={getattr(self, name)}: must be at least 1")
         if self.max_T < TRAIN_T or self.max_T & (self.max_T - 1):  # a power of two has a single bit set
@@ -108,8 +111,9 @@ def best_seconds(fn, device, repeats, warmup=0):
 # throughput of every block
 
 
-def time_training(block, shape, cfg, device, dtype):
-    """Seconds per training step (best of cfg.steps), and the model, for one block."""
+def training_step(block, shape, cfg, device, dtype):
+    """A function that runs one training step (forward, backward, clip, AdamW) of a fresh model of this block,
+    and the model."""
     n_layer, n_embd, n_head = parse_shape(shape)
     torch.manual_seed(0)
     model = GPT(GPTConfig(block=block, vocab_size=cfg.vocab_size, block_size=TRAIN_T, n_layer=n_layer,
@@ -131,43 +135,70 @@ def time_training(block, shape, cfg, device, dtype):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return best_seconds(step, device, cfg.steps, warmup=2), model
+    return step, model
+
+
+def time_in_turns(steps, device, turns):
+    """Seconds of every call of each step function, timed in turns: one call of each, `turns` times, the order
+    reversed every turn, after two untimed calls each. A machine whose speed drifts (a busy neighbour, a
+    clock) then slows every function alike, and each turn compares calls made side by side."""
+    for step in steps:
+        step(), step()
+    times = [[] for _ in steps]
+    for turn in range(turns):
+        for i in (range(len(steps)) if turn % 2 == 0 else reversed(range(len(steps)))):
+            times[i].append(best_seconds(steps[i], device, repeats=1))
+    return times
 
 
 def throughput(cfg, device, dtype):
-    """Per shape, per block: params, best seconds per step, tokens/s, speed relative to pre_ln and MFU.
-    Prints each shape's table as it is done."""
+    """Per shape, per block: params, seconds per step, tokens/s, speed relative to pre_ln, the speed-up its
+    FLOPs allow, and MFU. Each block is timed in turns with one pre_ln model (time_in_turns): its speed
+    relative to pre_ln is the median of the turns' ratios. Prints each shape's table as it is done."""
     peak, sheet = measure_matmul_flops(device, dtype), datasheet_flops(device, dtype)
     print(f"\nthroughput: {device_name(device)} {dtype}, batch {cfg.batch_size} x T={TRAIN_T}, vocab {cfg.vocab_size}; "
           f"measured dense matmul peak {peak / 1e12:.2f} TFLOP/s" +
           (f", data sheet {sheet / 1e12:.0f} TFLOP/s" if sheet else "") + (", compiled" if cfg.compile else ""))
-    blocks = ["pre_ln"] + [b for b in cfg.blocks.split(",") if b != "pre_ln"]
+    others = [b for b in cfg.blocks.split(",") if b != "pre_ln"]
     results = {"matmul_flops": peak, "datasheet_flops": sheet, "shapes": {}}
     for shape in cfg.shapes.split(","):
-        best, info = {}, {}
-        for _ in range(cfg.rounds):
-            for block in blocks:
-                seconds, model = time_training(block, shape, cfg, device, dtype)
-                best[block] = min(best.get(block, float("inf")), seconds)
-                info[block] = (model.num_params(), model.flops_per_token())
-                del model
-        rows = results["shapes"][shape] = {}
-        for block in blocks:
-            tokens_per_s = cfg.batch_size * TRAIN_T / best[block]
-            params, flops_per_token = info[block]
-            rows[block] = {"params": params, "seconds": best[block], "tokens_per_s": tokens_per_s,
-                           "vs_pre_ln": best["pre_ln"] / best[block],
+        n_layer, n_embd, n_head = parse_shape(shape)
+        kernel, why = pick_attention(cfg.attention, device, dtype, (cfg.batch_size, n_head, TRAIN_T,
+                                                                    n_embd // n_head, n_layer))
+        use_attention_kernel(kernel)
+        base_step, base_model = training_step("pre_ln", shape, cfg, device, dtype)
+        sizes = {"pre_ln": (base_model.num_params(), base_model.flops_per_token())}
+        seconds, ratios = {"pre_ln": []}, {"pre_ln": [1.0]}
+        if not others:
+            seconds["pre_ln"] = time_in_turns([base_step], device, cfg.steps)[0]
+        for block in others:
+            step, model = training_step(block, shape, cfg, device, dtype)
+            sizes[block] = (model.num_params(), model.flops_per_token())
+            base_times, seconds[block] = time_in_turns([base_step, step], device, cfg.steps)
+            seconds["pre_ln"] += base_times
+            ratios[block] = [base / other for base, other in zip(base_times, seconds[block])]
+            del step, model
+        del base_step, base_model
+        rows = {}
+        for block in ["pre_ln", *others]:
+            step_seconds = statistics.median(seconds[block])
+            tokens_per_s = cfg.batch_size * TRAIN_T / step_seconds
+            params, flops_per_token = sizes[block]
+            rows[block] = {"params": params, "seconds": step_seconds, "tokens_per_s": tokens_per_s,
+                           "vs_pre_ln": statistics.median(ratios[block]),
                            # the speed-up if time were only the FLOPs: what removing matmuls can buy at most
-                           "ceiling": info["pre_ln"][1] / flops_per_token,
+                           "ceiling": sizes["pre_ln"][1] / flops_per_token,
                            "mfu": flops_per_token * tokens_per_s / peak,
                            "mfu_datasheet": flops_per_token * tokens_per_s / sheet if sheet else None}
-        print(f"\n{shape} shape {parse_shape(shape)} (n_layer, n_embd, n_head):")
+        results["shapes"][shape] = {"attention": kernel, "blocks": rows}
+        print(f"\n{shape} shape {parse_shape(shape)} (n_layer, n_embd, n_head), {kernel} attention ({why}):")
         print(f"  {'block':22s} {'params':>9s} {'ms/step':>8s} {'tokens/s':>9s} {'vs pre_ln':>9s} {'ceiling':>8s} "
               f"{'MFU':>6s}" + (f" {'sheet':>6s}" if sheet else ""))
         for block, r in rows.items():
             print(f"  {block:22s} {r['params'] / 1e6:8.2f}M {r['seconds'] * 1e3:8.0f} {r['tokens_per_s']:9,.0f} "
                   f"{r['vs_pre_ln']:8.2f}x {r['ceiling']:7.2f}x {r['mfu']:6.1%}" +
                   (f" {r['mfu_datasheet']:6.1%}" if sheet else ""))
+    use_attention_kernel("fused")
     return results
 
 
@@ -175,23 +206,25 @@ def throughput(cfg, device, dtype):
 # shaped attention's forms against plain SDPA
 
 
-def explicit_shaped_attention(q, k, v, alpha, beta, gamma):
-    return shaped_attention_matrix(q, k, alpha, beta, gamma).to(v.dtype) @ v
-
-
-def plain_sdpa(q, k, v, alpha, beta, gamma):
+def plain_attention(q, k, v, alpha, beta, gamma):
     return F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
 
-ATTENTION = {"plain SDPA": plain_sdpa, "shaped, fused": shaped_attention, "shaped, explicit": explicit_shaped_attention}
+def matrix_shaped_attention(q, k, v, alpha, beta, gamma):
+    """The official code's form: the T x T matrix alpha I + beta A - gamma C, times v."""
+    return shaped_attention_matrix(q, k, alpha, beta, gamma).to(v.dtype) @ v
+
+
+FORMS = {"plain": plain_attention, "shaped": shaped_attention}  # as the blocks compute them, on either kernel
+HEADS, HEAD_SIZE = 12, 64  # the paper's attention
 
 
 def attention_inputs(T, device, dtype):
-    B, H, D = max(1, 4096 // T), 12, 64
+    B = max(1, 4096 // T)
     g = torch.Generator(device=device).manual_seed(0)
-    q, k, v = (torch.randn(B, H, T, D, device=device, dtype=getattr(torch, dtype), generator=g).requires_grad_()
-               for _ in range(3))
-    alpha, beta, gamma = (torch.ones(H, device=device, requires_grad=True) for _ in range(3))
+    q, k, v = (torch.randn(B, HEADS, T, HEAD_SIZE, device=device, dtype=getattr(torch, dtype), generator=g)
+               .requires_grad_() for _ in range(3))
+    alpha, beta, gamma = (torch.ones(HEADS, device=device, requires_grad=True) for _ in range(3))
     return q, k, v, alpha, beta, gamma
 
 
@@ -227,38 +260,56 @@ def peak_memory_of(fn, device):
     return max(e["args"]["Total Allocated"] for e in memory) - before
 
 
-def run_attention(name, T, device, dtype, repeats=3):
-    """Best seconds for forward + backward and peak bytes above the inputs, of one attention form."""
-    q, k, v, alpha, beta, gamma = inputs = attention_inputs(T, device, dtype)
-    grad_out = torch.randn_like(q)
-    fn = ATTENTION[name]
-
-    def forward_backward():
-        fn(*inputs).backward(grad_out)
+def forward_backward(form, kernel, inputs, grad_out):
+    """A function that runs one forward and backward pass of an attention form on a kernel."""
+    def run():
+        use_attention_kernel(kernel)
+        form(*inputs).backward(grad_out)
         for t in inputs:
             t.grad = None
+    return run
 
-    forward_backward()  # warm up
-    memory = peak_memory_of(forward_backward, device)
-    return {"seconds": best_seconds(forward_backward, device, repeats), "memory": memory}
+
+def attention_at(T, device, dtype, turns=3):
+    """Forward + backward of plain and shaped attention on each kernel, and of the T x T matrix form: median
+    seconds of calls timed in turns, and peak bytes above the inputs. The explicit kernel only where one
+    layer's T x T matrices fit in pick_attention's limit. Also which kernel --attention=auto would pick for
+    a model of the paper's depth."""
+    inputs = attention_inputs(T, device, dtype)
+    grad_out = torch.randn_like(inputs[0])
+    batch = inputs[0].size(0)
+    kernels = [kernel for kernel in ATTENTION_KERNELS
+               if kernel == "fused" or batch * HEADS * T * T * 4 <= EXPLICIT_MEMORY]
+    runs = {(kernel, name): forward_backward(form, kernel, inputs, grad_out) for kernel in kernels
+            for name, form in FORMS.items()}
+    runs[("-", "shaped, T x T matrix")] = forward_backward(matrix_shaped_attention, "fused", inputs, grad_out)
+    times = time_in_turns(list(runs.values()), device, turns)
+    rows = {key: {"seconds": statistics.median(t), "memory": peak_memory_of(run, device)}
+            for (key, run), t in zip(runs.items(), times)}
+    auto, _ = pick_attention("auto", device, dtype, (batch, HEADS, T, HEAD_SIZE, SHAPES["paper"][0]))
+    use_attention_kernel("fused")
+    return auto, rows
 
 
 def attention(cfg, device, dtype):
-    """Per dtype (float32 and the training dtype), per T, per form: seconds and peak bytes.
-    Prints each dtype's table as it is done."""
+    """Per dtype (float32 and the training dtype), per T: attention_at's measurements, with each shaped
+    form's time and memory relative to plain attention on the same kernel. Prints each dtype's table."""
     results = {}
     for precision in dict.fromkeys(["float32", dtype]):  # both, once each
-        print(f"\nshaped attention, forward + backward, {device} {precision}, batch 4096 // T, 12 heads of 64; "
-              "best time and peak memory above the inputs")
-        print(f"  {'T':>5s}  {'form':24s} {'ms':>9s} {'MiB':>7s} {'time vs SDPA':>13s} {'mem vs SDPA':>12s}")
+        print(f"\nattention, forward + backward, {device} {precision}, batch 4096 // T, {HEADS} heads of {HEAD_SIZE}; "
+              "median time, peak memory above the inputs; * = the kernel training uses (auto, 18 layers)")
+        print(f"  {'T':>5s}  {'kernel':9s} {'form':21s} {'ms':>9s} {'MiB':>7s} {'time vs plain':>14s} "
+              f"{'mem vs plain':>13s}")
         results[precision] = {}
         T = TRAIN_T
         while T <= cfg.max_T:
-            row = results[precision][T] = {name: run_attention(name, T, device, precision) for name in ATTENTION}
-            plain = row["plain SDPA"]
-            for name, r in row.items():
-                print(f"  {T:5d}  {name:24s} {r['seconds'] * 1e3:9.1f} {r['memory'] / 2**20:7.1f} "
-                      f"{r['seconds'] / plain['seconds']:12.2f}x {r['memory'] / plain['memory']:11.2f}x", flush=True)
+            auto, rows = attention_at(T, device, precision)
+            results[precision][T] = {"auto": auto, "forms": {f"{kernel}, {form}": r for (kernel, form), r in rows.items()}}
+            for (kernel, form), r in rows.items():
+                plain = rows[(kernel if form == "shaped" else auto, "plain")]
+                print(f"  {T:5d}  {kernel + ('*' if kernel == auto else ''):9s} {form:21s} {r['seconds'] * 1e3:9.1f} "
+                      f"{r['memory'] / 2**20:7.1f} {r['seconds'] / plain['seconds']:13.2f}x "
+                      f"{r['memory'] / plain['memory']:12.2f}x", flush=True)
             T *= 2
     return results
 

@@ -39,7 +39,7 @@ def tiny_flags(script, tiny_dataset, tmp):
                                      "--blocks=pre_ln,sas_p"],
         "probe.py": ["--n_layer=3", "--n_embd=32", "--n_head=2", "--block_size=16", "--batch_size=2",
                      f"--dataset={tiny_dataset}", f"--out={tmp}/probe", "--device=cpu"],
-        "bench.py": ["--shapes=2x32x2", "--steps=1", "--rounds=1", "--batch_size=2", "--vocab_size=64",
+        "bench.py": ["--shapes=2x32x2", "--steps=1", "--batch_size=2", "--vocab_size=64",
                      "--max_T=128", "--device=cpu"],
         "sample.py": ["--num_samples=1", "--max_new_tokens=5", "--device=cpu"],
     }.get(script, [])
