@@ -11,10 +11,14 @@ is removed (1 = rank collapse; the cosine alone mistakes a large shared mean for
 of the residual stream, and the entropy of each head's softmax attention. Without its attention skip, ordinary attention
 averages tokens together at every layer and the representations collapse with depth; shaped
 attention starts as the identity and does not (He & Hofmann, §4.1). Prints tables and writes
-init.json / init.png (or trained.json / trained.png) into --out.
+init.json / init.png (or trained.json / trained.png) into --out. With --checkpoints it also draws, for
+each run: its learned gains per layer (gains_RUN.png) and over training (gains_over_training_RUN.png, from
+the gains.jsonl train.py logs), and for a shaped block one layer's attention matrices A, C and
+alpha I + beta A - gamma C at initialisation and after training (attention_RUN.png).
 """
 
 import json
+import statistics
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,8 +28,9 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from blocks import BLOCKS
-from blocks.parts import IdentityPlusLinear, ShapedAttention, causal_softmax, uniform_causal_matrix
-from checkpoint import CheckpointError, load_trained_model, read_log
+from blocks.parts import (IdentityPlusLinear, ShapedAttention, causal_softmax, shaped_attention_matrix,
+                          uniform_causal_matrix)
+from checkpoint import CheckpointError, load_checkpoint, load_trained_model, read_log
 from common import pick_device, pyplot, run_main
 from configurator import ConfigError, parse_config, setting
 from data import load_dataset
@@ -41,7 +46,11 @@ class ProbeConfig(ModelSettings):  # the model's shape settings come from ModelS
     batch_size: int = setting(16, "validation windows the measurements are averaged over")
     dataset: str = setting("stdlib", "dataset for the windows: a folder name under data/, or a path with a slash "
                                      "(at init the tokens matter little; a checkpoint uses its own dataset)")
-    out: str = setting("out/probe", "folder for the JSON of the raw numbers and the PNG plot")
+    out: str = setting("out/probe", "folder for the JSON of the raw numbers and the figures")
+    name: str = setting("", "the JSON's and the signal propagation figure's name in --out (NAME.json, NAME.png); "
+                            "empty: init, or trained with --checkpoints")
+    layer: int = setting(0, "with --checkpoints: the block (1 to n_layer) whose attention matrices are drawn; "
+                            "0: the middle one")
     seed: int = setting(1337, "seeds the initialisation: every block starts from the same seed")
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
 
@@ -51,6 +60,8 @@ class ProbeConfig(ModelSettings):  # the model's shape settings come from ModelS
             self.model_config(block, vocab_size=1)  # GPTConfig checks the name
         if self.block_size < 2 or self.batch_size < 1:
             raise ConfigError("need block_size >= 2 (pairs of positions) and batch_size >= 1")
+        if self.layer < 0:
+            raise ConfigError(f"--layer={self.layer}: give a block number from 1, or 0 for the middle block")
 
     def model_config(self, block, vocab_size):
         return GPTConfig.of(self, block, vocab_size)
@@ -121,6 +132,22 @@ def measure(model, idx):
     return stats
 
 
+@torch.no_grad()
+def attention_matrices(model, idx, index):
+    """A, C and alpha I + beta A - gamma C of the heads of shaped attention in model.blocks[index], for the first
+    window of idx: three (nh, T, T) tensors. A forward pre-hook reads the attention's input; the model is unchanged."""
+    attn, inputs = model.blocks[index].attn, []
+    hook = attn.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
+    try:
+        model(idx[:1])
+    finally:
+        hook.remove()
+    q, k, _ = attn.heads(inputs[0])  # (1, nh, T, hs)
+    A = causal_softmax(q, k)[0]
+    C = uniform_causal_matrix(q.size(-2), device=q.device).expand_as(A)
+    return A, C, shaped_attention_matrix(q, k, attn.alpha, attn.beta, attn.gamma)[0]
+
+
 def learned_gains(model):
     """Per block: [mean, min, max] of the per-head alpha, beta, gamma of shaped attention, the block's
     branch gains (beta_sa, alpha_ff, beta_ff) and the gains of W_V, W_P = alpha I + beta dW where they
@@ -167,6 +194,10 @@ def probe(cfg):
     if missing:  # refuse before any work; --checkpoints names folders, not files
         raise CheckpointError(f"no checkpoint at {Path(missing[0]) / 'ckpt.pt'}; --checkpoints takes run folders "
                               f"of train.py, e.g. out/sas_p")
+    for folder in folders:  # likewise a --layer that some run does not have
+        n_layer = load_checkpoint(Path(folder) / "ckpt.pt")["model_config"]["n_layer"]
+        if cfg.layer > n_layer:
+            raise ConfigError(f"--layer={cfg.layer}: {folder} has blocks 1 to {n_layer}")
     results = {}
     for name, model, idx in tqdm(models(cfg), total=len(folders or cfg.blocks.split(",")), desc="probing",
                                  unit="model"):
@@ -178,15 +209,34 @@ def probe(cfg):
     print_tables(results, uniform)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / ("trained" if folders else "init")
+    stem = out / (cfg.name or ("trained" if folders else "init"))
     report = {"settings": asdict(cfg), "uniform_entropy": uniform, "results": results}
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"\nwrote {stem.with_suffix('.json')}")
     plot(results, uniform, stem.with_suffix(".png"))
     for folder in folders:
-        if read_log(Path(folder) / "gains.jsonl"):  # blocks without gains have none
-            plot_gains_over_training(folder, out / f"gains_{Path(folder).name}.png")
+        draw_run(folder, cfg, out, device)
     return report
+
+
+def draw_run(folder, cfg, out, device):
+    """The figures of one trained run: its gains per layer and over training, and, for a shaped block, one
+    layer's attention matrices at initialisation and after training, on the first validation window."""
+    run = Path(folder).name
+    trained, dataset = load_trained_model(folder)
+    trained.to(device).eval()
+    if trained.gains():  # blocks with gains
+        plot_learned_gains(trained, out / f"gains_{run}.png")
+    if read_log(Path(folder) / "gains.jsonl"):
+        plot_gains_over_training(folder, out / f"gains_over_training_{run}.png")
+    if isinstance(trained.blocks[0].attn, ShapedAttention):
+        torch.manual_seed(cfg.seed)
+        initial = GPT(trained.config).to(device).eval()
+        block = cfg.layer or (trained.config.n_layer + 1) // 2
+        idx = dataset.val_windows(trained.config.block_size, 1)[0].to(device)
+        plot_attention({"at initialisation": attention_matrices(initial, idx, block - 1),
+                        "after training": attention_matrices(trained, idx, block - 1)}, block,
+                       out / f"attention_{run}.png")
 
 
 # -----------------------------------------------------------------------------
@@ -278,12 +328,16 @@ def plot(results, uniform, path):
 
 
 def plot_gains_over_training(folder, path):
-    """A run's gains over training, from the gains.jsonl train.py writes: per layer, beta/alpha of W_V and W_P
-    where they are alpha I + beta dW (sas_vp: do they stay the identity?), and the branch gains beta_SA,
-    alpha_FF, beta_FF. One panel per quantity, one line per layer, darker for deeper layers."""
+    """A run's gains over training, from the gains.jsonl train.py writes: per layer, shaped attention's alpha,
+    beta, gamma (mean over heads), beta/alpha of W_V and W_P where they are alpha I + beta dW (sas_vp: do they
+    stay the identity?), and the branch gains beta_SA, alpha_FF, beta_FF. One panel per quantity, one line
+    per layer, darker for deeper layers."""
     rows = read_log(Path(folder) / "gains.jsonl")
     n_layer = 1 + max(int(name.split(".")[1]) for name in rows[0] if name.startswith("blocks."))
     quantities = {  # title: the value of layer l in a row
+        "alpha (mean over heads)": lambda row, l: statistics.fmean(row[f"blocks.{l}.attn.alpha"]),
+        "beta (mean over heads)": lambda row, l: statistics.fmean(row[f"blocks.{l}.attn.beta"]),
+        "gamma (mean over heads)": lambda row, l: statistics.fmean(row[f"blocks.{l}.attn.gamma"]),
         "W_V: beta / alpha": lambda row, l: row[f"blocks.{l}.attn.c_v.beta"] / row[f"blocks.{l}.attn.c_v.alpha"],
         "W_P: beta / alpha": lambda row, l: row[f"blocks.{l}.attn.c_proj.beta"] / row[f"blocks.{l}.attn.c_proj.alpha"],
         "beta_SA": lambda row, l: row[f"blocks.{l}.beta_sa"],
@@ -297,18 +351,93 @@ def plot_gains_over_training(folder, path):
         except KeyError:  # this block has no such gain (in every layer)
             continue
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.8), squeeze=False)
+    columns = min(4, len(shown))
+    rows_of_panels = -(-len(shown) // columns)
+    fig, axes = plt.subplots(rows_of_panels, columns, figsize=(4.2 * columns, 3.4 * rows_of_panels), squeeze=False)
     steps = [row["step"] for row in rows]
     colours = plt.get_cmap("viridis")
-    for ax, (title, per_layer) in zip(axes[0], shown.items()):
+    for ax, (title, per_layer) in zip(axes.flat, shown.items()):
         for layer, values in enumerate(per_layer):
-            ax.plot(steps, values, color=colours(layer / max(1, n_layer - 1)), label=f"layer {layer}")
+            ax.plot(steps, values, color=colours(layer / max(1, n_layer - 1)), label=f"block {layer + 1}")
         ax.set(title=title, xlabel="step")
         ax.axhline(0, color="grey", linewidth=0.5)
+    for ax in axes.flat[len(shown):]:
+        ax.axis("off")
     axes[0][0].legend(fontsize="x-small", ncol=2)
     fig.suptitle(f"gains over training: {folder}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def plot_learned_gains(model, path):
+    """A trained model's gains per block: shaped attention's alpha, beta, gamma as heat maps (blocks down,
+    heads across), the branch gains beta_SA, alpha_FF, beta_FF, and beta/alpha of W_V and W_P where they are
+    alpha I + beta dW."""
+    per_head = {name: torch.stack([getattr(block.attn, name).detach().cpu() for block in model.blocks])
+                for name in ("alpha", "beta", "gamma") if isinstance(model.blocks[0].attn, ShapedAttention)}
+    branch = {name: [getattr(block, name).item() for block in model.blocks] for name in ("beta_sa", "alpha_ff", "beta_ff")
+              if hasattr(model.blocks[0], name)}
+    ratios = {f"W_{which}: beta / alpha": [(m.beta / m.alpha).item() for m in matrices]
+              for which, matrices in (("V", [b.attn.c_v for b in model.blocks]), ("P", [b.attn.c_proj for b in model.blocks]))
+              if all(isinstance(m, IdentityPlusLinear) for m in matrices)}
+    plt = pyplot()
+    panels = len(per_head) + bool(branch) + bool(ratios)
+    fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 4.2), squeeze=False)
+    axes = iter(axes[0])
+    layers = range(1, len(model.blocks) + 1)
+    for name, values in per_head.items():  # (blocks, heads)
+        ax = next(axes)
+        image = ax.imshow(values, cmap="RdBu_r", vmin=0, vmax=2, aspect="auto",
+                          extent=(0.5, values.size(1) + 0.5, len(model.blocks) + 0.5, 0.5))
+        ax.set(title=f"{name} (starts at 1)", xlabel="head", ylabel="block")
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    if branch:
+        ax = next(axes)
+        for name, values in branch.items():
+            ax.plot(layers, values, marker="o", label=name)
+        ax.set(title="branch gains", xlabel="block")
+        ax.legend(fontsize="small")
+    if ratios:
+        ax = next(axes)
+        for name, values in ratios.items():
+            ax.plot(layers, values, marker="o", label=name)
+        ax.axhline(0, color="grey", linewidth=0.5)
+        ax.set(title="beta / alpha (0: the identity)", xlabel="block")
+        ax.legend(fontsize="small")
+    fig.suptitle(f"learned gains after training: {model.config.block}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def plot_attention(stages, block, path, positions=32):
+    """Heat maps of one block's heads, the first `positions` positions: for each stage (at initialisation, after
+    training), the softmax matrix A, the uniform causal matrix C and the shaped matrix alpha I + beta A - gamma C.
+    stages: {title: (A, C, matrix)}, each (nh, T, T)."""
+    plt = pyplot()
+    n_head = next(iter(stages.values()))[0].size(0)
+    names = ("A (softmax)", "C (uniform causal)", "alpha I + beta A - gamma C")
+    fig, axes = plt.subplots(len(stages) * 3, n_head, figsize=(2.2 * n_head + 1, 2.1 * 3 * len(stages)), squeeze=False)
+    for s, (stage, matrices) in enumerate(stages.items()):
+        for m, (name, matrix) in enumerate(zip(names, matrices)):
+            row = 3 * s + m
+            for h in range(n_head):
+                ax = axes[row][h]
+                shown = matrix[h, :positions, :positions].float().cpu()
+                image = ax.imshow(shown, cmap="RdBu_r", vmin=-1, vmax=1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if row == 0:
+                    ax.set_title(f"head {h + 1}", fontsize="small")
+                if h == 0:
+                    ax.set_ylabel(f"{name}\n{stage}", fontsize="small")
+    fig.colorbar(image, ax=axes, shrink=0.5)
+    fig.suptitle(f"block {block}: attention from each position (row) to the earlier ones (column), "
+                 f"first {positions} positions")
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     print(f"wrote {path}")
 

@@ -128,19 +128,47 @@ def test_checkpoint_probe_reports_learned_gains(tiny_dataset, tmp_path, capsys):
     assert (tmp_path / "probe" / "trained.json").exists()
 
 
-def test_gains_over_training_are_drawn_for_sas_vp(tiny_dataset, tmp_path, capsys):
+def test_every_figure_of_a_trained_run_is_drawn(tiny_dataset, tmp_path, capsys):
+    """sas_vp has every kind of gain: per head, per branch, and W_V, W_P = alpha I + beta dW; and shaped attention."""
     run = tmp_path / "sas_vp"
     train.train(*train.settings(tiny_flags(tiny_dataset, run, block="sas_vp")))
-    report = probe.probe(probe.ProbeConfig(checkpoints=str(run), out=str(tmp_path / "probe"), device="cpu"))
+    report = probe.probe(probe.ProbeConfig(checkpoints=str(run), out=str(tmp_path / "probe"), name="vp", device="cpu"))
     assert {"alpha_v", "beta_v", "alpha_p", "beta_p"} <= set(report["results"][str(run)]["gains"][1])
     assert "beta / alpha of W_V and W_P" in capsys.readouterr().out
-    assert (tmp_path / "probe" / "gains_sas_vp.png").stat().st_size > 0
+    for figure in ("vp.png", "gains_sas_vp.png", "gains_over_training_sas_vp.png", "attention_sas_vp.png"):
+        assert (tmp_path / "probe" / figure).stat().st_size > 0, figure
+    assert (tmp_path / "probe" / "vp.json").exists()
+
+
+def test_a_run_without_gains_or_shaped_attention_gets_only_its_signal_figure(tiny_dataset, tmp_path):
+    run = tmp_path / "pre_ln"
+    train.train(*train.settings(tiny_flags(tiny_dataset, run, block="pre_ln")))
+    probe.probe(probe.ProbeConfig(checkpoints=str(run), out=str(tmp_path / "probe"), device="cpu"))
+    assert sorted(path.name for path in (tmp_path / "probe").iterdir()) == ["trained.json", "trained.png"]
+
+
+def test_shaped_attention_matrices_at_initialisation_are_c_and_the_identity():
+    """W_Q = 0: the logits are 0, so A = C, and alpha = beta = gamma = 1 make the shaped matrix I (§4.1)."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block="sas_p", vocab_size=64, block_size=16, n_layer=3, n_head=2, n_embd=32)).eval()
+    A, C, matrix = probe.attention_matrices(model, torch.randint(64, (2, 16)), index=1)
+    assert A.shape == C.shape == matrix.shape == (2, 16, 16)
+    torch.testing.assert_close(A, C)
+    torch.testing.assert_close(matrix, torch.eye(16).expand(2, 16, 16), rtol=0, atol=1e-6)
+
+
+def test_a_block_outside_the_model_is_refused(tiny_dataset, tmp_path):
+    run = tmp_path / "sas"
+    train.train(*train.settings(tiny_flags(tiny_dataset, run, block="sas")))
+    assert_one_line_error(run_script("probe.py", f"--checkpoints={run}", "--layer=3", f"--out={tmp_path}",
+                                     "--device=cpu"), "--layer=3", "blocks 1 to 2")
 
 
 @pytest.mark.parametrize("args, hint", [
     (["--blocks=pre_ln,nope"], "unknown block 'nope'"),
     (["--checkpoints=/nonexistent/run"], "no checkpoint at"),
     (["--n_layer=many"], "expected an integer"),
+    (["--layer=-1"], "give a block number from 1"),
 ])
 def test_bad_input_is_refused_in_one_line(args, hint):
     assert_one_line_error(run_script("probe.py", *args), hint)
