@@ -4,8 +4,9 @@ Measure what the simplifications buy, side by side in one process, as ratios.
     python bench.py                          # everything, on the device train.py would pick
     python bench.py --parts=throughput --shapes=paper --blocks=pre_ln,sas,sas_p
     python bench.py --parts=attention        # shaped attention's forms against plain SDPA
+    python bench.py --parts=profile --shapes=12x128x4 --blocks=pre_ln,sas_p   # where a step's time goes
 
-Two parts:
+Three parts (the first two by default):
   throughput  training steps/s of every block (forward, backward, clip, AdamW), relative to pre_ln,
               the speed-up its matmul FLOPs allow, and model-FLOPs utilisation against this machine's
               measured dense matmul rate; every block is timed in turns with pre_ln, step by step, so
@@ -13,7 +14,9 @@ Two parts:
   attention   shaped attention (alpha I + beta A - gamma C) v as the model computes it (SDPA plus a
               running mean, blocks.parts.shaped_attention) against plain causal SDPA, on both attention
               kernels (common.pick_attention), and the official code's T x T matrix form: forward and
-              backward, time and peak memory, T = 128 ... max_T, in float32 and in the training dtype.
+              backward, time and peak memory, T = 128 ... max_T, in float32 and in the training dtype;
+  profile     where one training step of each block spends its time: torch.profiler's operators by
+              time spent in them, grouped (matmuls, attention, the shaped sum, norms, cross-entropy, ...).
 Nothing here asserts a target: it prints what it measured, and bench() returns it.
 """
 
@@ -41,12 +44,12 @@ SHAPES = {  # n_layer, n_embd, n_head
     "default": (4, 256, 4),  # train.py's default model
     "paper": (18, 768, 12),  # the paper's CodeParrot model
 }
-PARTS = ("throughput", "attention")
+PARTS = ("throughput", "attention", "profile")
 
 
 @dataclass
 class BenchConfig:
-    parts: str = setting(",".join(PARTS), f"which measurements: {', '.join(PARTS)}, or both")
+    parts: str = setting("throughput,attention", f"which measurements, comma-separated: {', '.join(PARTS)}")
     shapes: str = setting("default,paper", f"model shapes to time: {', '.join(SHAPES)}, or n_layer x n_embd x n_head "
                                            "such as 12x128x4")
     blocks: str = setting(",".join(BLOCKS), "blocks to time (pre_ln is always included: the ratios are to it)")
@@ -168,12 +171,14 @@ def throughput(cfg, device, dtype):
         use_attention_kernel(kernel)
         base_step, base_model = training_step("pre_ln", shape, cfg, device, dtype)
         sizes = {"pre_ln": (base_model.num_params(), base_model.flops_per_token())}
+        first = {"pre_ln": best_seconds(base_step, device, repeats=1)}  # with --compile: compiling, mostly
         seconds, ratios = {"pre_ln": []}, {"pre_ln": [1.0]}
         if not others:
             seconds["pre_ln"] = time_in_turns([base_step], device, cfg.steps)[0]
         for block in others:
             step, model = training_step(block, shape, cfg, device, dtype)
             sizes[block] = (model.num_params(), model.flops_per_token())
+            first[block] = best_seconds(step, device, repeats=1)
             base_times, seconds[block] = time_in_turns([base_step, step], device, cfg.steps)
             seconds["pre_ln"] += base_times
             ratios[block] = [base / other for base, other in zip(base_times, seconds[block])]
@@ -189,15 +194,17 @@ def throughput(cfg, device, dtype):
                            # the speed-up if time were only the FLOPs: what removing matmuls can buy at most
                            "ceiling": sizes["pre_ln"][1] / flops_per_token,
                            "mfu": flops_per_token * tokens_per_s / peak,
-                           "mfu_datasheet": flops_per_token * tokens_per_s / sheet if sheet else None}
+                           "mfu_datasheet": flops_per_token * tokens_per_s / sheet if sheet else None,
+                           "first_step_seconds": first[block]}
         results["shapes"][shape] = {"attention": kernel, "blocks": rows}
         print(f"\n{shape} shape {parse_shape(shape)} (n_layer, n_embd, n_head), {kernel} attention ({why}):")
         print(f"  {'block':22s} {'params':>9s} {'ms/step':>8s} {'tokens/s':>9s} {'vs pre_ln':>9s} {'ceiling':>8s} "
-              f"{'MFU':>6s}" + (f" {'sheet':>6s}" if sheet else ""))
+              f"{'MFU':>6s}" + (f" {'sheet':>6s}" if sheet else "") + (f" {'compile s':>9s}" if cfg.compile else ""))
         for block, r in rows.items():
             print(f"  {block:22s} {r['params'] / 1e6:8.2f}M {r['seconds'] * 1e3:8.0f} {r['tokens_per_s']:9,.0f} "
                   f"{r['vs_pre_ln']:8.2f}x {r['ceiling']:7.2f}x {r['mfu']:6.1%}" +
-                  (f" {r['mfu_datasheet']:6.1%}" if sheet else ""))
+                  (f" {r['mfu_datasheet']:6.1%}" if sheet else "") +
+                  (f" {r['first_step_seconds']:9.1f}" if cfg.compile else ""))  # the first step compiles
     use_attention_kernel("fused")
     return results
 
@@ -314,13 +321,62 @@ def attention(cfg, device, dtype):
     return results
 
 
+# -----------------------------------------------------------------------------
+# where a training step's time goes
+
+OPERATOR_GROUPS = [  # (group, words in torch's operator names), the first that matches wins
+    ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul")),
+    ("attention (SDPA)", ("scaled_dot_product", "_softmax", "safe_softmax")),
+    ("cross-entropy", ("log_softmax", "nll_loss")),
+    ("running mean (cumsum, flip)", ("cumsum", "flip")),
+    ("optimizer", ("adam",)),
+    ("elementwise and reductions", ("mul", "add", "sub", "div", "pow", "sqrt", "neg", "sum", "mean", "clamp",
+                                    "threshold", "relu", "norm", "copy", "fill", "cat", "zero")),
+]
+
+
+def operator_group(name):
+    return next((group for group, words in OPERATOR_GROUPS if any(word in name for word in words)), "other")
+
+
+def profile(cfg, device, dtype):
+    """Per shape, per block: milliseconds per training step in each group of operators (self time, so that a
+    call is counted once), from torch.profiler over cfg.steps steps after two untimed ones. Prints a table."""
+    results = {}
+    for shape in cfg.shapes.split(","):
+        n_layer, n_embd, n_head = parse_shape(shape)
+        kernel, _ = pick_attention(cfg.attention, device, dtype, (cfg.batch_size, n_head, TRAIN_T,
+                                                                  n_embd // n_head, n_layer))
+        use_attention_kernel(kernel)
+        results[shape] = {}
+        for block in ["pre_ln"] + [b for b in cfg.blocks.split(",") if b != "pre_ln"]:
+            step, _ = training_step(block, shape, cfg, device, dtype)
+            step(), step()
+            for _ in range(2):  # the first profile of a process also times the profiler's own start: drop it
+                with quiet_stderr(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+                    for _ in range(cfg.steps):
+                        step()
+            groups = dict.fromkeys([group for group, _ in OPERATOR_GROUPS] + ["other"], 0.0)
+            for event in prof.key_averages():
+                groups[operator_group(event.key)] += event.self_cpu_time_total / 1e3 / cfg.steps
+            results[shape][block] = groups
+        print(f"\nprofile, {shape} shape {parse_shape(shape)}, {device} {dtype}, {kernel} attention: ms per training "
+              f"step by operator group (self time, under the profiler)")
+        print(f"  {'group':30s}" + "".join(f"{block:>14s}" for block in results[shape]))
+        for group in groups:
+            print(f"  {group:30s}" + "".join(f"{r[group]:14.1f}" for r in results[shape].values()))
+        print(f"  {'total':30s}" + "".join(f"{sum(r.values()):14.1f}" for r in results[shape].values()))
+    use_attention_kernel("fused")
+    return results
+
+
 def bench(cfg):
     """Run the parts cfg asks for; returns what they measured, by part."""
     device = pick_device(cfg.device)
     dtype, why = pick_dtype(cfg.dtype, device)
     print(f"{device}, training dtype {dtype}: {why}")
     parts = cfg.parts.split(",")
-    runs = {"throughput": throughput, "attention": attention}  # in PARTS's order
+    runs = {"throughput": throughput, "attention": attention, "profile": profile}  # in PARTS's order
     return {part: run(cfg, device, dtype) for part, run in runs.items() if part in parts}
 
 

@@ -109,7 +109,7 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     ("compare.py", ["--sweep=mlp_gain=big"], "--mlp_gain=big: expected a number", 2),
     ("compare.py", ["--sweep=seed=1,2"], "--sweep=seed=1,2: unknown setting 'seed'", 2),
     ("compare.py", COMPARE_FLAGS, "holds no validation loss", 1),
-    ("bench.py", ["--parts=foo"], "unknown part 'foo'; valid parts: throughput, attention", 2),
+    ("bench.py", ["--parts=foo"], "unknown part 'foo'; valid parts: throughput, attention, profile", 2),
     ("bench.py", ["--parts=throughput,atention"], "unknown part 'atention'", 2),
     ("bench.py", ["--steps=0"], "--steps=0: must be at least 1", 2),
     ("bench.py", ["--attention=flash"], "attention='flash' is not valid; choose one of: auto, fused, explicit", 2),

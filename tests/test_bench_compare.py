@@ -35,6 +35,7 @@ def test_bench_measures_every_block_and_attention_form(capsys):
         assert 0 < r["seconds"] < math.inf and 0 < r["mfu"] < math.inf
         assert r["tokens_per_s"] == pytest.approx(cfg.batch_size * bench.TRAIN_T / r["seconds"])
         assert 0 < r["vs_pre_ln"] < math.inf  # the median of turn-by-turn ratios, not a ratio of medians
+        assert r["first_step_seconds"] > 0
     assert rows["pre_ln"]["ceiling"] == 1 and rows["sas"]["ceiling"] > 1  # fewer matmul FLOPs per token
 
     assert list(results["attention"]) in (["float32"], ["float32", "bfloat16"])  # and the training dtype
@@ -54,6 +55,18 @@ def test_bench_measures_every_block_and_attention_form(capsys):
     out = capsys.readouterr().out
     for name in [*rows, "fused*" if results["attention"]["float32"][128]["auto"] == "fused" else "explicit*"]:
         assert f"  {name} " in out
+
+
+def test_bench_profiles_where_a_step_spends_its_time(capsys):
+    cfg = bench.BenchConfig(parts="profile", shapes="2x32x2", blocks="pre_ln,sas_p", batch_size=2, vocab_size=64,
+                            steps=1, device="cpu", dtype="float32")
+    groups = bench.bench(cfg)["profile"]["2x32x2"]
+    assert list(groups) == ["pre_ln", "sas_p"]
+    for block, ms in groups.items():
+        assert ms["matmul"] > 0 and ms["attention (SDPA)"] > 0 and sum(ms.values()) > 0, block
+    # only shaped attention takes a running mean
+    assert groups["pre_ln"]["running mean (cumsum, flip)"] == 0 < groups["sas_p"]["running mean (cumsum, flip)"]
+    assert "ms per training step by operator group" in capsys.readouterr().out
 
 
 def test_bench_compiles_every_model_afresh(monkeypatch):
@@ -79,7 +92,7 @@ def test_bench_refusal_from_the_command_line():
     result = subprocess.run([sys.executable, "bench.py", "--parts=foo"], cwd=ROOT, capture_output=True, text=True,
                             timeout=120)
     assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr == "error: unknown part 'foo'; valid parts: throughput, attention\n"
+    assert result.stderr == "error: unknown part 'foo'; valid parts: throughput, attention, profile\n"
 
 
 def tiny_args(tiny_dataset, tmp_path, **overrides):
