@@ -265,8 +265,10 @@ def plot(results, path):
     bands = f", mean and range of {len(seeds)} seeds" if len(seeds) > 1 else ""
     by_step.set(xlabel="step", ylabel="validation loss", title="per step" + bands)
     by_time.set(xlabel="minutes of training, at the run's measured speed", title="per wall-clock time")
+    # the interesting part: where the runs part ways, down to the best, and up to the worst one's end
     best = min(min(r["curve"], key=lambda c: c[2])[2] for r in results)
-    by_step.set_ylim(best - 0.1, best + 1.5)  # the interesting part: where the blocks part ways
+    worst_end = max(r["curve"][-1][2] for r in results)
+    by_step.set_ylim(best - 0.1, max(best + 1.5, worst_end + 0.25))
     by_step.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

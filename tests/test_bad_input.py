@@ -102,7 +102,7 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     ("prepare.py", ["--out={data}", "--vocab_size=300"], "was built with other settings", 1),
     ("compare.py", ["--blocks=pre_ln,pre_ln"], "names pre_ln twice", 2),
     ("compare.py", ["--blocks=nope"], "unknown block 'nope'", 2),
-    ("compare.py", ["--max_step=3"], "valid settings: blocks, report", 2),
+    ("compare.py", ["--max_step=3"], "valid settings: blocks, seeds, sweep, report, plot", 2),
     ("compare.py", ["--block=sas"], "did you mean --blocks?", 2),
     ("compare.py", ["--out_dir={root}/same"], "out_dir must contain {block}", 2),
     ("compare.py", ["--seeds=1,1"], "--seeds=1,1: give different whole numbers separated by commas", 2),

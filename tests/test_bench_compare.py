@@ -119,19 +119,18 @@ def test_compare_trains_every_block_then_reuses_them(tiny_dataset, tmp_path):
 
 
 def test_compare_over_seeds_reuses_the_first_and_shows_mean_and_spread(tiny_dataset, tmp_path):
-    first = compare.compare(*compare.parse(tiny_args(tiny_dataset, tmp_path)))
-    checkpoints = {block: (tmp_path / block / "ckpt.pt").stat().st_mtime_ns for block in ("pre_ln", "sas_p")}
-    results = compare.compare(*compare.parse(tiny_args(tiny_dataset, tmp_path, seeds="1337,7")))
-    assert {b: (tmp_path / b / "ckpt.pt").stat().st_mtime_ns for b in checkpoints} == checkpoints  # seed 1337 reused
+    first, = compare.compare(*compare.parse(tiny_args(tiny_dataset, tmp_path, blocks="sas_p")))
+    checkpoint = (tmp_path / "sas_p" / "ckpt.pt").stat().st_mtime_ns
+    r, = compare.compare(*compare.parse(tiny_args(tiny_dataset, tmp_path, blocks="sas_p", seeds="1337,7")))
+    assert (tmp_path / "sas_p" / "ckpt.pt").stat().st_mtime_ns == checkpoint  # seed 1337's run reused
     assert (tmp_path / "sas_p-seed7" / "ckpt.pt").exists()
-    for once, r in zip(first, results):
-        assert r["seeds"] == [1337, 7] and r["val_loss_by_seed"][0] == once["val_loss"]
-        assert r["val_loss"] == pytest.approx(sum(r["val_loss_by_seed"]) / 2)
-        assert len(r["curves_by_seed"]) == 2 and len(r["curve"]) == 2
-    assert results[1]["val_loss_by_seed"][0] != results[1]["val_loss_by_seed"][1]  # another seed, another run
+    assert r["seeds"] == [1337, 7] and r["val_loss_by_seed"][0] == first["val_loss"]
+    assert r["val_loss_by_seed"][0] != r["val_loss_by_seed"][1]  # another seed, another run
+    assert r["val_loss"] == pytest.approx(sum(r["val_loss_by_seed"]) / 2)
+    assert len(r["curves_by_seed"]) == 2 and len(r["curve"]) == 2
+    low, high = sorted(r["val_loss_by_seed"])
     table = (tmp_path / "compare.md").read_text()
-    low, high = sorted(results[1]["val_loss_by_seed"])
-    assert f"{results[1]['val_loss']:.3f} [{low:.3f}, {high:.3f}]" in table and "2 seeds (1337, 7)" in table
+    assert f"{r['val_loss']:.3f} [{low:.3f}, {high:.3f}]" in table and "2 seeds (1337, 7)" in table
 
 
 def test_compare_sweeps_a_setting_with_a_row_per_value(tiny_dataset, tmp_path):

@@ -14,13 +14,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
-DOCS = ["tutorial.md", "README.md"]
+DOCS = ["tutorial.md", "README.md", "exercises/class_plan.md"]
+
+
+def fenced_code(doc):
+    """Every fenced block of a markdown file, as (language, contents), in order."""
+    return re.findall(r"^```(\w*)\n(.*?)^```", (ROOT / doc).read_text(), flags=re.S | re.M)
 
 
 def fenced_blocks(doc, language):
     """The contents of the ```language blocks of a markdown file, in order."""
-    text = (ROOT / doc).read_text()
-    return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.S | re.M)
+    return [code for lang, code in fenced_code(doc) if lang == language]
+
+
+def images(doc):
+    """The paths of the images a markdown file shows, in order."""
+    return re.findall(r"!\[[^]]*\]\(([^)]+)\)", (ROOT / doc).read_text())
 
 
 def commands(doc):
@@ -29,28 +38,61 @@ def commands(doc):
 
 
 def tiny_flags(script, tiny_dataset, tmp):
-    """Flags that shrink a documented command to seconds; they go after the command's own."""
+    """Flags that shrink a documented command to seconds; they go after the command's own, except those
+    that name where it writes (in_tmp has moved those under tmp)."""
     model = ["--n_layer=2", "--n_embd=32", "--n_head=2", "--block_size=32", "--device=cpu"]
     run = [f"--dataset={tiny_dataset}", "--batch_size=4", "--max_steps=4", "--eval_interval=2", "--eval_windows=4",
            "--log_interval=1", "--dtype=float32"]
     return {
         "train.py": model + run + ["--overwrite"],
-        "compare.py": model + run + [f"--out_dir={tmp}/compare/{{block}}", f"--report={tmp}/compare",
-                                     "--blocks=pre_ln,sas_p"],
+        "compare.py": model + run,
         "probe.py": ["--n_layer=3", "--n_embd=32", "--n_head=2", "--block_size=16", "--batch_size=2",
-                     f"--dataset={tiny_dataset}", f"--out={tmp}/probe", "--device=cpu"],
+                     f"--dataset={tiny_dataset}", "--device=cpu"],
         "bench.py": ["--shapes=2x32x2", "--steps=1", "--batch_size=2", "--vocab_size=64",
                      "--max_T=128", "--device=cpu"],
         "sample.py": ["--num_samples=1", "--max_new_tokens=5", "--device=cpu"],
     }.get(script, [])
 
 
+WRITES_TO = {  # where each script writes when a command does not say, under tmp
+    "train.py": {"--out_dir": "out/{block}"}, "sample.py": {"--out_dir": "out/{block}"},
+    "compare.py": {"--out_dir": "out/compare/{block}", "--report": "out/compare"}, "probe.py": {"--out": "out/probe"},
+    "prepare.py": {"--out": "data/stdlib"},
+}
+
+
+def fewer_runs(args, script):
+    """A compare.py command with at most two blocks, seeds and sweep values: the same code paths, fewer runs.
+    Without --blocks it would train all of them; then it trains those that later commands read."""
+    if script != "compare.py":
+        return args
+    shrunk = []
+    for arg in args:
+        name, _, values = arg.partition("=")
+        if name in ("--blocks", "--seeds"):
+            arg = f"{name}={','.join(values.split(',')[:2])}"
+        elif name == "--sweep":
+            setting, _, swept = values.partition("=")
+            arg = f"--sweep={setting}={','.join(swept.split(',')[:2])}"
+        shrunk.append(arg)
+    if not any(arg.startswith("--blocks=") for arg in args):
+        shrunk.append("--blocks=pre_ln,sas_p,sas_vp")  # the probe of trained runs reads sas_p and sas_vp
+    return shrunk
+
+
 def in_tmp(args, script, tmp):
-    """The command's own arguments, writing and reading its runs under tmp instead of out/."""
-    args = [re.sub(r"(?<=[=,])out/", f"{tmp}/out/", arg) for arg in args]
-    if script in ("train.py", "sample.py") and not any(arg.startswith("--out_dir=") for arg in args):
-        args.append(f"--out_dir={tmp}/out/{{block}}")  # where train.py's default out/{block} would be
-    return args
+    """The command's own arguments, writing and reading under tmp instead of the repository: its out/, results/
+    and assets/ paths moved there, and the script's default folders too."""
+    args = [re.sub(r"(?<=[=,])(out|results|assets)(?=/|,|$)", f"{tmp}/\\1", arg) for arg in args]
+    given = {arg.partition("=")[0] for arg in args}
+    return args + [f"{flag}={tmp}/{folder}" for flag, folder in WRITES_TO.get(script, {}).items() if flag not in given]
+
+
+def figures(doc):
+    """The images a markdown file shows from assets/, the figures the repository's commands draw, as paths from
+    the repository's root."""
+    paths = [os.path.normpath(Path(doc).parent / path) for path in images(doc)]
+    return [path for path in paths if path.startswith("assets/")]
 
 
 def test_documented_pip_install_matches_the_environment():
@@ -64,25 +106,36 @@ def test_documented_pip_install_matches_the_environment():
             assert importlib.metadata.version(name).split("+")[0] == version, line  # "+cpu": the build
 
 
-@pytest.mark.parametrize("doc", DOCS)
-def test_every_documented_command_runs(doc, tiny_dataset, tmp_path):
-    """Run in the order written, so sample.py finds what train.py wrote before it."""
+def test_every_documented_command_runs(tiny_dataset, tmp_path):
+    """Every command of every doc, at tiny sizes, in one folder, in the order written (so that sample.py finds
+    what train.py wrote before it); a command written in two docs runs once. Then every figure a doc shows must
+    have been drawn by one of them."""
     env = os.environ | {"NANOSAS_SOLUTIONS": "1"}  # exercise checks must pass on the solutions
-    ran = 0
-    for command in commands(doc):
-        argv = shlex.split(command)
-        if argv[:2] == ["pip", "install"]:
-            continue  # checked by test_documented_pip_install_matches_the_environment
-        if argv == ["python", "-m", "pytest", "-q"]:
-            continue  # the test suite itself, which is running this
-        assert argv[0] == "python", f"{doc}: cannot run {command!r}"
-        script = Path(argv[1]).name
-        args = in_tmp(argv[2:], script, tmp_path) + tiny_flags(script, tiny_dataset, tmp_path)
-        argv = [sys.executable, argv[1], *args]
-        result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, f"{doc}: {command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
-        ran += 1
-    assert ran > 0
+    ran = []
+    for doc in DOCS:
+        for command in commands(doc):
+            argv = shlex.split(command)
+            if argv[:2] == ["pip", "install"]:
+                continue  # checked by test_documented_pip_install_matches_the_environment
+            if argv[:3] == ["python", "-m", "pytest"] or command in ran:
+                continue  # the test suite itself, which is running this (tests/test_exercises.py runs the checks)
+            assert argv[0] == "python", f"{doc}: cannot run {command!r}"
+            if argv[1] == "-m":  # a module: an exercise runs solved (a task is a stub); one that trains, tiny
+                module = argv[2].replace("exercises.tasks.", "exercises.solutions.")
+                script = "train.py" if any(arg.startswith("--max_steps=") for arg in argv) else module
+                argv = [sys.executable, "-m", module, *in_tmp(argv[3:], script, tmp_path),
+                        *tiny_flags(script, tiny_dataset, tmp_path)]
+            else:
+                script = Path(argv[1]).name
+                argv = [sys.executable, argv[1], *in_tmp(fewer_runs(argv[2:], script), script, tmp_path),
+                        *tiny_flags(script, tiny_dataset, tmp_path)]
+            result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+            assert result.returncode == 0, f"{doc}: {command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+            ran.append(command)
+    assert len(ran) > 10
+    for doc in DOCS:  # every figure shown is drawn by a command shown
+        for figure in figures(doc):
+            assert (tmp_path / figure).stat().st_size > 0, f"{doc} shows {figure}, but no documented command draws it"
 
 
 @pytest.mark.parametrize("doc", DOCS)
@@ -115,3 +168,15 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert test_command.startswith("python -m pytest")
     assert test_command in readme_commands[:3]  # the quickstart's second command
     assert "python -m pip install -r requirements.txt" in ci_commands
+
+
+def test_the_japanese_tutorial_is_in_step_with_the_english_one():
+    """tutorial.ja.md translates tutorial.md: the same code blocks (every command and output among them), the
+    same figures in the same order, the same sections, plus its appendix mapping the reading group's slides."""
+    english, japanese = "tutorial.md", "tutorial.ja.md"
+    assert fenced_code(japanese) == fenced_code(english), "a code block differs: change both files alike"
+    assert images(japanese) == images(english), "a figure differs: show the same figures in the same order"
+    sections = [re.findall(r"^## (\d+)\.", (ROOT / doc).read_text(), flags=re.M) for doc in (english, japanese)]
+    assert sections[0] == sections[1] and len(sections[0]) >= 9
+    assert "## 付録" in (ROOT / japanese).read_text()
+    assert "(tutorial.ja.md)" in (ROOT / english).read_text() and "(tutorial.md)" in (ROOT / japanese).read_text()
