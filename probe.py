@@ -334,7 +334,7 @@ def plot_gains_over_training(folder, path):
     """A run's gains over training, from the gains.jsonl train.py writes: per layer, shaped attention's alpha,
     beta, gamma (mean over heads), beta/alpha of W_V and W_P where they are alpha I + beta dW (sas_vp: do they
     stay the identity?), and the branch gains beta_SA, alpha_FF, beta_FF. One panel per quantity, one line
-    per layer, darker for deeper layers."""
+    per layer, from dark (the first layer) to yellow (the last)."""
     rows = read_log(Path(folder) / "gains.jsonl")
     n_layer = 1 + max(int(name.split(".")[1]) for name in rows[0] if name.startswith("blocks."))
     quantities = {  # title: the value of layer l in a row
@@ -400,14 +400,14 @@ def plot_learned_gains(model, path):
         ax = next(axes)
         for name, values in branch.items():
             ax.plot(layers, values, marker="o", label=name)
-        ax.set(title="branch gains", xlabel="block")
+        ax.set(title="branch gains", xlabel="block", xticks=layers)
         ax.legend(fontsize="small")
     if ratios:
         ax = next(axes)
         for name, values in ratios.items():
             ax.plot(layers, values, marker="o", label=name)
         ax.axhline(0, color="grey", linewidth=0.5)
-        ax.set(title="beta / alpha (0: the identity)", xlabel="block")
+        ax.set(title="beta / alpha (0: the identity)", xlabel="block", xticks=layers)
         ax.legend(fontsize="small")
     fig.suptitle(f"learned gains after training: {model.config.block}")
     fig.tight_layout()
