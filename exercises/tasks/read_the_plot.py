@@ -4,7 +4,7 @@ Exercise 11 · the whole ladder · read the plot: per step, per second
 Task
 ----
 compare.py trained every block with the same data, seed and steps, and wrote
-results/ladder/compare.json (and the plot beside it, compare.png). Its
+results/ladder/compare.json (and the plot assets/ladder.png). Its
 "results" hold one entry per block, baseline first:
 
     {"block": "sas_p", "params": ..., "non_embedding_params": ...,
