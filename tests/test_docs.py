@@ -37,7 +37,7 @@ def commands(doc):
             for cmd in line.split("&&") if cmd.strip()]
 
 
-def tiny_flags(script, tiny_dataset, tmp):
+def tiny_flags(script, tiny_dataset):
     """Flags that shrink a documented command to seconds; they go after the command's own, except those
     that name where it writes (in_tmp has moved those under tmp)."""
     model = ["--n_layer=2", "--n_embd=32", "--n_head=2", "--block_size=32", "--device=cpu"]
@@ -124,11 +124,11 @@ def test_every_documented_command_runs(tiny_dataset, tmp_path):
                 module = argv[2].replace("exercises.tasks.", "exercises.solutions.")
                 script = "train.py" if any(arg.startswith("--max_steps=") for arg in argv) else module
                 argv = [sys.executable, "-m", module, *in_tmp(argv[3:], script, tmp_path),
-                        *tiny_flags(script, tiny_dataset, tmp_path)]
+                        *tiny_flags(script, tiny_dataset)]
             else:
                 script = Path(argv[1]).name
                 argv = [sys.executable, argv[1], *in_tmp(fewer_runs(argv[2:], script), script, tmp_path),
-                        *tiny_flags(script, tiny_dataset, tmp_path)]
+                        *tiny_flags(script, tiny_dataset)]
             result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
             assert result.returncode == 0, f"{doc}: {command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
             ran.append(command)
