@@ -31,6 +31,11 @@ class ModelSettings:
     mlp_ratio: int = setting(4, "MLP hidden width = mlp_ratio * n_embd")
     # beta_FF at init in the shaped blocks: O(1/sqrt(depth)), 0.1 at depth 18 (§4.1)
     mlp_gain: float = setting(0.1, "initial beta_FF, the MLP branch gain of the shaped blocks: O(1/sqrt(n_layer))")
+    # sas_vp's W_V, W_P = alpha B + beta dW: the paper's Fig. 3 sweeps beta and B
+    vp_gain: float = setting(0.2, "sas_vp only: initial beta of W_V, W_P = alpha I + beta dW (the official code's "
+                                  "Fig. 4 script: 0.2)")
+    vp_base: str = setting("identity", "sas_vp only: the fixed matrix W_V, W_P start from: identity, or a random "
+                                       "orthogonal one (the paper's Fig. 3)", choices=["identity", "orthogonal"])
 
     def __post_init__(self):
         for name in ("block_size", "n_layer", "n_head", "n_embd", "mlp_ratio"):
@@ -38,8 +43,11 @@ class ModelSettings:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.n_embd % self.n_head != 0:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
-        if not math.isfinite(self.mlp_gain):
-            raise ValueError(f"mlp_gain must be a finite number, got {self.mlp_gain}")
+        for name in ("mlp_gain", "vp_gain"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
+        if self.vp_base not in ("identity", "orthogonal"):
+            raise ValueError(f"vp_base must be identity or orthogonal, got {self.vp_base!r}")
 
 
 @dataclass
@@ -82,7 +90,9 @@ class GPT(nn.Module):
         """Set the starting value of every tensor in the model. Half of the paper is here.
 
         tensor                                   init              why
-        wte (= lm_head), wpe                     N(0, 0.02)        App. D.1
+        wte (= lm_head)                          N(0, 0.02)        App. D.1
+        wpe (learned positions)                  N(0, 0.02)        the official code (GPT-2's wpe); the
+                                                                   paper's App. D.1 says sinusoidal
         every nn.Linear weight (QK, MLP, V, P)   N(0, 0.02)        App. D.1; the official code has no
                                                                    1/sqrt(2 n_layer) scaling of projections
         every nn.Linear bias (the QK bias)       0
@@ -90,10 +100,13 @@ class GPT(nn.Module):
         shaped attention: W_Q and b_Q            0                 logits = 0, so A = C and the attention
                                                                    matrix alpha I + beta A - gamma C = I (§4.1)
         shaped attention: dense W_V, W_P         orthogonal        the V-SkipInit baseline (§4.1)
-        W = alpha I + beta dW (W_V, W_P in       dW 0, alpha 1     starts as the identity (Eq. 6)
-          sas_vp; the first layer's W_V in sas)  beta 0.2 in       sas_vp: as the official code's Fig. 4
-                                                 sas_vp, else 1    script; sas: as its layer-0 W_V
+        W = alpha B + beta dW (W_V, W_P in       dW 0, alpha 1,    starts as B (Eq. 6); B = I, or in sas_vp
+          sas_vp; the first layer's W_V in sas)  B I or orthog.    a fixed orthogonal O (vp_base, Fig. 3);
+                                                 beta vp_gain in   beta: the official code's Fig. 4 script
+                                                 sas_vp, else 1    (0.2); sas: as its layer-0 W_V
         alpha, beta, gamma (per head)            1                 Eq. 5, as the official code
+        Eq. 4's alpha, beta (v_skipinit)         1, 0              alpha I + beta A = I: with no - gamma C
+                                                                   to cancel A, beta must start at 0
         beta_SA, alpha_FF                        1
         beta_FF                                  config.mlp_gain   downweighted MLP branch (§4.1)
         """
@@ -112,8 +125,12 @@ class GPT(nn.Module):
             if isinstance(module, ShapedAttention):
                 n_embd = module.c_qk.in_features
                 nn.init.zeros_(module.c_qk.weight[:n_embd])  # W_Q: the first half of the fused QK
-                for gain in (module.alpha, module.beta, module.gamma):
-                    nn.init.ones_(gain)
+                nn.init.ones_(module.alpha)
+                if module.gamma is None:  # Eq. 4, alpha I + beta A
+                    nn.init.zeros_(module.beta)
+                else:  # Eq. 5, alpha I + beta A - gamma C
+                    nn.init.ones_(module.beta)
+                    nn.init.ones_(module.gamma)
                 if isinstance(module.c_v, nn.Linear):
                     nn.init.orthogonal_(module.c_v.weight)
                     nn.init.orthogonal_(module.c_proj.weight)
@@ -122,7 +139,9 @@ class GPT(nn.Module):
                     if isinstance(matrix, IdentityPlusLinear):
                         nn.init.zeros_(matrix.delta.weight)
                         nn.init.ones_(matrix.alpha)
-                        nn.init.constant_(matrix.beta, 0.2 if learned_around_identity else 1.0)
+                        nn.init.constant_(matrix.beta, self.config.vp_gain if learned_around_identity else 1.0)
+                        if matrix.base is not None:
+                            nn.init.orthogonal_(matrix.base)
         # A block's own parameters (not its parts') are its branch gains. A block file that adds
         # one must give it a starting value here: an unknown name stops the model being built.
         branch_gains = {"beta_sa": 1.0, "alpha_ff": 1.0, "beta_ff": self.config.mlp_gain}

@@ -161,7 +161,8 @@ def learned_gains(model):
         if isinstance(block.attn, ShapedAttention):
             for name in ("alpha", "beta", "gamma"):
                 gain = getattr(block.attn, name)
-                row[name] = [gain.mean().item(), gain.min().item(), gain.max().item()]
+                if gain is not None:  # v_skipinit has no gamma
+                    row[name] = [gain.mean().item(), gain.min().item(), gain.max().item()]
         row |= {name: gain.item() for name, gain in block.named_parameters(recurse=False)}  # the branch gains
         for matrix, which in ((block.attn.c_v, "v"), (block.attn.c_proj, "p")):
             if isinstance(matrix, IdentityPlusLinear):
@@ -216,7 +217,7 @@ def probe(cfg):
     report = {"settings": asdict(cfg), "uniform_entropy": uniform, "results": results}
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"\nwrote {stem.with_suffix('.json')}")
-    plot(results, uniform, stem.with_suffix(".png"))
+    plot(results, stem.with_suffix(".png"))
     for folder in folders:
         draw_run(folder, cfg, out, device)
     return report
@@ -239,7 +240,7 @@ def draw_run(folder, cfg, out, device):
         idx = dataset.val_windows(trained.config.block_size, 1)[0].to(device)
         plot_attention({"at initialisation": attention_matrices(initial, idx, block - 1),
                         "after training": attention_matrices(trained, idx, block - 1)}, block,
-                       out / f"attention_{run}.png")
+                       shaped_matrix_name(trained.blocks[0].attn), out / f"attention_{run}.png")
 
 
 # -----------------------------------------------------------------------------
@@ -293,7 +294,7 @@ def print_gains(name, gains):
     for layer in depths(len(gains))[1:]:
         print(f"{layer:<6}" + "".join(f"{format_gain(gains[layer - 1][key]):>20}" for key in keys))
     if "alpha_p" in shown:  # sas_vp: W_V and W_P = alpha I + beta dW in every block
-        print("beta / alpha of W_V and W_P = alpha I + beta dW (0: the identity; they start at 0.2)")
+        print("beta / alpha of W_V and W_P = alpha I + beta dW (0: the identity; they start at vp_gain)")
         for layer in depths(len(gains))[1:]:
             row = gains[layer - 1]
             print(f"{layer:<6}{row['beta_v'] / row['alpha_v']:>20.3f}{row['beta_p'] / row['alpha_p']:>20.3f}")
@@ -307,22 +308,20 @@ def format_gain(value):
     return f"{value[0]:.2f} [{value[1]:.2f}, {value[2]:.2f}]" if isinstance(value, list) else f"{value:.3f}"
 
 
-def plot(results, uniform, path):
-    """One line per model in four panels against depth: cosine similarity, centred stable rank, residual RMS
-    and attention entropy."""
+def plot(results, path):
+    """One line per model in three panels against depth (layer 0: the embedding, layer l: block l's output):
+    cosine similarity, centred stable rank and the residual stream's RMS. The attention entropy is in the tables
+    and the JSON only (at initialisation it is within a few thousandths of the uniform matrix's in every block)."""
     plt = pyplot()
-    fig, (cos_ax, rank_ax, rms_ax, ent_ax) = plt.subplots(1, 4, figsize=(19, 4.5))
+    fig, (cos_ax, rank_ax, rms_ax) = plt.subplots(1, 3, figsize=(15, 4.5))
     for i, (name, r) in enumerate(results.items()):
         style = {"label": name, "linestyle": ["-", "--", ":", "-."][i % 4]}  # blocks that coincide stay visible
         cos_ax.plot(r["cosine"], **style)
         rank_ax.plot(r["stable_rank"], **style)
         rms_ax.plot(r["rms"], **style)
-        ent_ax.plot(range(1, len(r["entropy"]) + 1), head_mean(r["entropy"]), **style)
-    ent_ax.axhline(uniform, color="grey", linestyle="--", label="uniform causal")
     cos_ax.set(title="cosine similarity between positions", xlabel="layer", ylim=(-0.05, 1.05))
     rank_ax.set(title="stable rank after removing the mean", xlabel="layer", yscale="log")
     rms_ax.set(title="RMS of the residual stream", xlabel="layer", yscale="log")
-    ent_ax.set(title="softmax attention entropy (mean)", xlabel="layer")
     cos_ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -379,7 +378,7 @@ def plot_learned_gains(model, path):
     heads across), the branch gains beta_SA, alpha_FF, beta_FF, and beta/alpha of W_V and W_P where they are
     alpha I + beta dW."""
     per_head = {name: torch.stack([getattr(block.attn, name).detach().cpu() for block in model.blocks])
-                for name in ("alpha", "beta", "gamma") if isinstance(model.blocks[0].attn, ShapedAttention)}
+                for name in ("alpha", "beta", "gamma") if getattr(model.blocks[0].attn, name, None) is not None}
     branch = {name: [getattr(block, name).item() for block in model.blocks] for name in ("beta_sa", "alpha_ff", "beta_ff")
               if hasattr(model.blocks[0], name)}
     ratios = {f"W_{which}: beta / alpha": [(m.beta / m.alpha).item() for m in matrices]
@@ -394,7 +393,7 @@ def plot_learned_gains(model, path):
         ax = next(axes)
         image = ax.imshow(values, cmap="RdBu_r", vmin=0, vmax=2, aspect="auto",
                           extent=(0.5, values.size(1) + 0.5, len(model.blocks) + 0.5, 0.5))
-        ax.set(title=f"{name} (starts at 1)", xlabel="head", ylabel="block")
+        ax.set(title=f"{name} (starts at {values_at_init(model, name)})", xlabel="head", ylabel="block")
         fig.colorbar(image, ax=ax, shrink=0.8)
     if branch:
         ax = next(axes)
@@ -416,13 +415,22 @@ def plot_learned_gains(model, path):
     print(f"wrote {path}")
 
 
-def plot_attention(stages, block, path, positions=32):
+def shaped_matrix_name(attn):
+    return "alpha I + beta A" if attn.gamma is None else "alpha I + beta A - gamma C"
+
+
+def values_at_init(model, name):
+    """What a per-head gain of shaped attention starts at (GPT.init_weights): 1, but Eq. 4's beta 0."""
+    return 0 if name == "beta" and model.blocks[0].attn.gamma is None else 1
+
+
+def plot_attention(stages, block, matrix_name, path, positions=32):
     """Heat maps of one block's heads, the first `positions` positions: for each stage (at initialisation, after
-    training), the softmax matrix A, the uniform causal matrix C and the shaped matrix alpha I + beta A - gamma C.
-    stages: {title: (A, C, matrix)}, each (nh, T, T)."""
+    training), the softmax matrix A, the uniform causal matrix C and the shaped matrix (matrix_name: alpha I +
+    beta A - gamma C, or Eq. 4's alpha I + beta A). stages: {title: (A, C, matrix)}, each (nh, T, T)."""
     plt = pyplot()
     n_head = next(iter(stages.values()))[0].size(0)
-    names = ("A (softmax)", "C (uniform causal)", "alpha I + beta A - gamma C")
+    names = ("A (softmax)", "C (uniform causal)", matrix_name)
     fig, axes = plt.subplots(len(stages) * 3, n_head, figsize=(2.2 * n_head + 1, 2.1 * 3 * len(stages)), squeeze=False)
     for s, (stage, matrices) in enumerate(stages.items()):
         for m, (name, matrix) in enumerate(zip(names, matrices)):

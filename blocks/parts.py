@@ -56,16 +56,21 @@ class IdentityPlusLinear(nn.Module):
     sas_vp has W_V and W_P in this form in every layer. The SAS blocks fix them to
     I, except W_V in the first layer, where the official code keeps this trainable
     form (§4.2: it is the only layer whose learned dW stays non-negligible).
+    With orthogonal_base, a fixed random orthogonal matrix O takes the place of I,
+    x -> x (alpha O + beta dW): the comparison of the paper's Fig. 3 (the official code's
+    val_init_type=orth). O is a buffer, saved with the model.
     """
 
-    def __init__(self, dim):
+    def __init__(self, dim, orthogonal_base=False):
         super().__init__()
         self.alpha = nn.Parameter(torch.empty(()))
         self.beta = nn.Parameter(torch.empty(()))
         self.delta = nn.Linear(dim, dim, bias=False)
+        self.register_buffer("base", torch.empty(dim, dim) if orthogonal_base else None)
 
     def forward(self, x):
-        return self.alpha * x + self.beta * self.delta(x)
+        fixed = x if self.base is None else F.linear(x, self.base)
+        return self.alpha * fixed + self.beta * self.delta(x)
 
 
 class CausalSelfAttention(nn.Module):
@@ -87,7 +92,8 @@ class CausalSelfAttention(nn.Module):
             self.c_v = IdentityPlusLinear(d) if layer_idx == 0 else nn.Identity()
             self.c_proj = nn.Identity()
         elif near_identity_values:
-            self.c_v, self.c_proj = IdentityPlusLinear(d), IdentityPlusLinear(d)
+            orthogonal = config.vp_base == "orthogonal"
+            self.c_v, self.c_proj = IdentityPlusLinear(d, orthogonal), IdentityPlusLinear(d, orthogonal)
         else:
             self.c_v = nn.Linear(d, d, bias=False)
             self.c_proj = nn.Linear(d, d, bias=False)
@@ -116,22 +122,26 @@ class ShapedAttention(CausalSelfAttention):
     logits are zero, A = C and the attention matrix is exactly the identity at
     initialisation: the sub-block passes its input straight through, which is
     what the removed skip connection used to guarantee (§4.1).
+
+    With centred=False there is no gamma C: the matrix is Value-SkipInit's alpha I + beta A
+    (Eq. 4; He et al., 2023), which starts as the identity only because beta starts at 0.
     """
 
-    def __init__(self, config, layer_idx, identity_values=False, near_identity_values=False):
+    def __init__(self, config, layer_idx, identity_values=False, near_identity_values=False, centred=True):
         super().__init__(config, layer_idx, identity_values, near_identity_values)
         self.alpha = nn.Parameter(torch.empty(config.n_head))
         self.beta = nn.Parameter(torch.empty(config.n_head))
-        self.gamma = nn.Parameter(torch.empty(config.n_head))
+        self.gamma = nn.Parameter(torch.empty(config.n_head)) if centred else None
 
     def attend(self, q, k, v):
         return shaped_attention(q, k, v, self.alpha, self.beta, self.gamma)
 
 
-def shaped_attention(q, k, v, alpha, beta, gamma):
+def shaped_attention(q, k, v, alpha, beta, gamma=None):
     """Causal shaped attention (Eq. 5), per head (alpha I + beta A - gamma C) v, without a T x T matrix.
 
-    q, k, v: (B, nh, T, hs); alpha, beta, gamma: (nh,). Each of the three terms has an O(T) form:
+    q, k, v: (B, nh, T, hs); alpha, beta, gamma: (nh,), gamma None for Eq. 4's alpha I + beta A.
+    Each of the three terms has an O(T) form:
         I v  = v
         A v  = torch's fused scaled_dot_product_attention (flash / memory-efficient kernels)
         C v  = running mean of v over positions <= t, since C[i, j] = 1/(i+1) for j <= i
@@ -141,9 +151,12 @@ def shaped_attention(q, k, v, alpha, beta, gamma):
     shaped_attention_matrix below is the explicit form the tests hold this to.
     """
     softmax_v = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # A v
-    mean_v = v.float().cumsum(dim=-2) / positions(v.size(-2), v.device)  # C v
-    alpha, beta, gamma = (g.view(-1, 1, 1) for g in (alpha, beta, gamma))  # (nh, 1, 1), float32
-    return alpha * v + beta * softmax_v - gamma * mean_v
+    alpha, beta = (g.view(-1, 1, 1) for g in (alpha, beta))  # (nh, 1, 1), float32
+    out = alpha * v + beta * softmax_v
+    if gamma is not None:  # Eq. 5's centring
+        mean_v = v.float().cumsum(dim=-2) / positions(v.size(-2), v.device)  # C v
+        out = out - gamma.view(-1, 1, 1) * mean_v
+    return out
 
 
 def positions(T, device):
@@ -168,13 +181,16 @@ def uniform_causal_matrix(T, device=None):
     return ones / ones.sum(dim=-1, keepdim=True)
 
 
-def shaped_attention_matrix(q, k, alpha, beta, gamma):
-    """The explicit shaped attention matrix alpha I + beta A - gamma C, (B, nh, T, T).
+def shaped_attention_matrix(q, k, alpha, beta, gamma=None):
+    """The explicit shaped attention matrix alpha I + beta A - gamma C, (B, nh, T, T); alpha I + beta A
+    without gamma (Eq. 4).
 
     O(T^2) memory: the reference that tests compare shaped_attention against. Not used for training.
     """
     T = q.size(-2)
     I = torch.eye(T, device=q.device)
-    C = uniform_causal_matrix(T, device=q.device)
-    alpha, beta, gamma = (g.view(-1, 1, 1) for g in (alpha, beta, gamma))  # (nh, 1, 1)
-    return alpha * I + beta * causal_softmax(q, k) - gamma * C
+    alpha, beta = (g.view(-1, 1, 1) for g in (alpha, beta))  # (nh, 1, 1)
+    matrix = alpha * I + beta * causal_softmax(q, k)
+    if gamma is not None:  # Eq. 5's centring
+        matrix = matrix - gamma.view(-1, 1, 1) * uniform_causal_matrix(T, device=q.device)
+    return matrix

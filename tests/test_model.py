@@ -135,7 +135,7 @@ def test_shaped_attention_sub_block_is_identity_at_init(block, layer):
     torch.testing.assert_close(out, h, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("block", ["no_attn_skip", "sas_vp", "sas", "sas_p", "sas_p_nonorm"])
+@pytest.mark.parametrize("block", ["no_attn_skip", "v_skipinit", "sas_vp", "sas", "sas_p", "sas_p_nonorm"])
 def test_attention_matrix_is_identity_at_init(block):
     model = tiny_model(block)
     attn = model.blocks[1].attn
@@ -154,6 +154,32 @@ def test_no_attn_skip_has_orthogonal_dense_values():
         torch.testing.assert_close(w @ w.T, torch.eye(w.size(0)), rtol=0, atol=1e-5)
 
 
+def test_v_skipinit_is_no_attn_skip_with_eq_4_for_eq_5():
+    """Value-SkipInit's alpha I + beta A (Eq. 4): no gamma, beta starting at 0 instead of 1, everything else as in
+    no_attn_skip (dense orthogonal W_V, W_P, the same branch gains)."""
+    model, control = tiny_model("v_skipinit"), tiny_model("no_attn_skip")
+    names = [{name for name, _ in m.blocks[1].named_parameters()} for m in (control, model)]
+    assert (names[0] - names[1], names[1] - names[0]) == ({"attn.gamma"}, set())
+    for block in model.blocks:
+        assert block.attn.gamma is None
+        assert torch.equal(block.attn.alpha, torch.ones(TINY["n_head"]))
+        assert torch.equal(block.attn.beta, torch.zeros(TINY["n_head"]))
+        for w in (block.attn.c_v.weight, block.attn.c_proj.weight):
+            torch.testing.assert_close(w @ w.T, torch.eye(w.size(0)), rtol=0, atol=1e-5)
+
+
+def test_v_skipinit_attention_starts_with_the_softmax_switched_off_and_learns_to_use_it():
+    """At init beta = 0, so W_Q and W_K get no gradient, but every head's beta does: training switches the softmax
+    part on through beta first."""
+    model = tiny_model("v_skipinit")
+    idx = random_tokens()
+    _, loss = model(idx, idx)
+    loss.backward()
+    attn = model.blocks[1].attn
+    assert torch.count_nonzero(attn.c_qk.weight.grad) == 0
+    assert torch.count_nonzero(attn.beta.grad) == TINY["n_head"]
+
+
 def test_sas_vp_learns_values_and_projection_around_the_identity():
     """Eq. 6 in every layer: W = alpha I + beta dW with dW = 0, alpha = 1 and a small beta = 0.2 at init
     (the official code's Fig. 4 script), all trained; sas is the same block with dW removed."""
@@ -166,6 +192,23 @@ def test_sas_vp_learns_values_and_projection_around_the_identity():
     sas_vp = {name for name, _ in model.blocks[1].named_parameters()}
     assert sas_vp - sas == {f"attn.{m}.{p}" for m in ("c_v", "c_proj") for p in ("alpha", "beta", "delta.weight")}
     assert sas <= sas_vp
+
+
+def test_sas_vp_starts_from_the_gain_and_base_it_is_given():
+    """vp_gain is sas_vp's initial beta; vp_base=orthogonal puts a fixed orthogonal O where I was (Fig. 3), saved
+    in the state dict, so that W_V = O at init and the attention sub-block is no longer the identity."""
+    model = tiny_model("sas_vp", vp_gain=0.5, vp_base="orthogonal")
+    for block in model.blocks:
+        for matrix in (block.attn.c_v, block.attn.c_proj):
+            assert matrix.beta.item() == 0.5
+            torch.testing.assert_close(matrix.base @ matrix.base.T, torch.eye(TINY["n_embd"]), rtol=0, atol=1e-5)
+            assert not matrix.base.requires_grad
+    assert "blocks.1.attn.c_v.base" in model.state_dict()
+    assert not torch.equal(model.blocks[0].attn.c_v.base, model.blocks[0].attn.c_proj.base)
+    h, out = attention_input_and_output(model, layer=1)
+    attn = model.blocks[1].attn
+    torch.testing.assert_close(out, h @ attn.c_v.base.T @ attn.c_proj.base.T, rtol=0, atol=1e-5)
+    assert "blocks.1.attn.c_v.base" not in tiny_model("sas_vp").state_dict()  # identity: nothing to store
 
 
 def test_init_weights_sets_every_tensor():
@@ -206,6 +249,7 @@ def expected_num_params(block, V, T, d, H, L, r=4):
         "parallel": qk + dense_vp + mlp + d,
         "no_attn_skip_unshaped": qk + dense_vp + mlp + 2 * d,
         "no_attn_skip": qk + dense_vp + mlp + 2 * d + shaped_gains + 3,
+        "v_skipinit": qk + dense_vp + mlp + 2 * d + 2 * H + 3,  # alpha, beta per head: no gamma
         "sas_vp": qk + dense_vp + 4 + mlp + 2 * d + shaped_gains + 3,  # W_V, W_P: dW plus alpha, beta each
         "sas": qk + mlp + 2 * d + shaped_gains + 3,
         "sas_p": qk + mlp + d + shaped_gains + 2,

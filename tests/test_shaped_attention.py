@@ -47,6 +47,20 @@ def test_gradients_equal_explicit_fp32(kernel, T):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("T", [1, 17, 257])
+def test_without_the_centring_term_equals_eq_4_explicit(kernel, T):
+    """Value-SkipInit's alpha I + beta A (Eq. 4, gamma None): forward and gradients against the explicit matrix."""
+    q, k, v, alpha, beta, _ = [t.requires_grad_() for t in random_inputs(T)]
+    inputs = [q, k, v, alpha, beta]
+    got, want = shaped_attention(*inputs), explicit(*inputs, gamma=None)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(want, (alpha.view(-1, 1, 1) * v + beta.view(-1, 1, 1) * causal_softmax(q, k) @ v))
+    grad_out = torch.randn(B, H, T, D)
+    for name, g, w in zip(["q", "k", "v", "alpha", "beta"], torch.autograd.grad(got, inputs, grad_out),
+                          torch.autograd.grad(want, inputs, grad_out)):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4, msg=name)
+
+
 @pytest.mark.parametrize("T", [1, 64, 257])
 def test_bf16_within_bf16_tolerance(kernel, T):
     q, k, v, alpha, beta, gamma = random_inputs(T)
