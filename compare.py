@@ -15,6 +15,7 @@ settings is reused, an interrupted one is resumed, so running the command again 
 (compare.md), the numbers (compare.json) and the plot (compare.png) from the logs.
 """
 
+import itertools
 import json
 import statistics
 import subprocess
@@ -27,32 +28,21 @@ import torch
 from blocks import BLOCKS
 from checkpoint import CheckpointError, load_checkpoint, read_log
 from common import device_name, pick_device, pyplot, run_main
-from configurator import ConfigError, parse_config, parse_value, setting, unknown
-from model import GPT, GPTConfig
+from configurator import ConfigError, ExperimentSettings, parse_config, parse_value, unknown
+from data import load_dataset
+from model import GPT
 from train import TrainConfig, changed_settings  # compare.py runs train.py: it speaks train.py's settings
 
 NOT_SWEPT = {"block", "seed", "out_dir", "resume", "allow_changes", "overwrite"}  # compare.py sets these itself
 
 
 @dataclass
-class CompareConfig:
-    blocks: str = setting(",".join(BLOCKS), "blocks to train and compare, the first being the baseline; every other "
-                                            "setting and config file goes to train.py for each block "
-                                            "(python train.py --help)")
-    seeds: str = setting("", "comma-separated seeds, e.g. 1337,1,2: every block is trained once per seed, and the "
-                             "table and plot show the mean and the spread (lowest to highest) over them; empty: "
-                             "train.py's seed setting alone")
-    sweep: str = setting("", "NAME=V1,V2,...: every block is trained once per value of one train.py setting, e.g. "
-                             "mlp_gain=0.05,0.1,0.2, and each value gets its own row and curve")
-    report: str = setting("out/compare", "folder for compare.md, compare.json and compare.png")
-    plot: str = setting("", "where to draw the plot; empty: compare.png in --report")
-
+class CompareConfig(ExperimentSettings):  # the settings are in configurator.py, so that config files may hold them
     def __post_init__(self):
-        blocks = self.blocks.split(",")
-        for block in blocks:
+        for block in self.block_list:
             if block not in BLOCKS:
                 raise ConfigError(f"unknown block {block!r}; valid blocks: {', '.join(BLOCKS)}")
-            if blocks.count(block) > 1:
+            if self.block_list.count(block) > 1:
                 raise ConfigError(f"--blocks names {block} twice; name each block once")
         seeds = self.seeds.split(",") if self.seeds else []
         if not all(seed.strip().lstrip("-").isdigit() for seed in seeds) or len(set(seeds)) < len(seeds):
@@ -61,79 +51,100 @@ class CompareConfig:
         parse_sweep(self.sweep)  # refuses a setting train.py does not have, or a value of the wrong type
 
     @property
+    def block_list(self):
+        return self.blocks.split(",") if self.blocks else list(BLOCKS)
+
+    @property
     def seed_list(self):
         return [int(seed) for seed in self.seeds.split(",")] if self.seeds else [None]
 
 
 def parse_sweep(sweep):
-    """The setting a --sweep=NAME=V1,V2,... names and its values, typed; (None, [None]) without a sweep."""
-    if not sweep:
-        return None, [None]
-    name, _, values = sweep.partition("=")
+    """The settings a --sweep names, each with its values typed: [(NAME, [V1, V2, ...])], one or two of them
+    (--sweep="NAME=V1,V2 NAME2=W1,W2" trains every pair); [] without a sweep."""
     swept = {f.name: f for f in fields(TrainConfig) if f.name not in NOT_SWEPT}
-    if name not in swept:
-        raise unknown(name, swept, f"--sweep={sweep}")
-    if not values:
-        raise ConfigError(f"--sweep={sweep}: give the values after the name, e.g. --sweep={name}=V1,V2")
-    values = [parse_value(swept[name], value) for value in values.split(",")]
-    if len(set(values)) < len(values):
-        raise ConfigError(f"--sweep={sweep} names a value twice; name each value once")
-    return name, values
+    settings = []
+    for part in sweep.split():
+        name, _, values = part.partition("=")
+        if name not in swept:
+            raise unknown(name, swept, f"--sweep={sweep}")
+        if not values:
+            raise ConfigError(f"--sweep={sweep}: give the values after the name, e.g. --sweep={name}=V1,V2")
+        values = [parse_value(swept[name], value) for value in values.split(",")]
+        if len(set(values)) < len(values):
+            raise ConfigError(f"--sweep={sweep} names a value twice; name each value of {name} once")
+        settings.append((name, values))
+    if len(settings) > 2 or len({name for name, _ in settings}) < len(settings):
+        raise ConfigError(f"--sweep={sweep}: sweep one setting, or two different ones separated by a space")
+    return settings
 
 
 @dataclass
 class Run:
     """One train.py run of the comparison: which row of the table it belongs to, and its settings."""
-    group: str  # the row: the block, with the sweep's value if there is one
+    group: str  # the row: the block, with the swept settings' values if there are any
     seed: int
+    swept: dict  # {setting: value} of the swept settings
     train: TrainConfig
 
 
 def parse(argv):
     """compare.py's own settings, and every run's train.py settings from the rest of argv: config files
-    are read once per run, so a preset can choose a learning rate by block."""
+    are read once per run, so a preset can choose a learning rate by block (or by a swept setting)."""
     own = [f.name for f in fields(CompareConfig)]
     known = own + [f.name for f in fields(TrainConfig) if f.name != "block"]  # --blocks sets each run's block
     for arg in argv:
         if arg.startswith("--") and arg != "--help" and arg[2:].partition("=")[0] not in known:
             raise unknown(arg[2:].partition("=")[0], known, arg)
-    mine = [arg for arg in argv
-            if arg in ("-h", "--help") or (arg.startswith("--") and arg[2:].partition("=")[0] in own)]
-    cfg = parse_config(CompareConfig, mine, "compare.py")
-    rest = ["--out_dir=out/compare/{block}"] + [arg for arg in argv if arg not in mine]
-    name, values = parse_sweep(cfg.sweep)
+    flags = [arg for arg in argv if arg.startswith("--") and arg[2:].partition("=")[0] in own]
+    rest = [arg for arg in argv if arg not in flags]  # config files and train.py's flags
+    files = [arg for arg in rest if not arg.startswith("--")]
+    cfg = parse_config(CompareConfig, [*files, *flags, *(arg for arg in argv if arg in ("-h", "--help"))],
+                       "compare.py", other=TrainConfig, other_program="train.py")
+    sweeps = parse_sweep(cfg.sweep)
     runs = []
-    for block in cfg.blocks.split(","):
-        base = parse_config(TrainConfig, rest + [f"--block={block}"], "train.py")
-        for value in values:
-            swept = [f"--{name}={value}"] if name else []
+    for block in cfg.block_list:
+        base = train_settings(rest, block)
+        for values in itertools.product(*(values for _, values in sweeps)):
+            swept = {name: value for (name, _), value in zip(sweeps, values)}
             for seed in cfg.seed_list:
                 seeded = [f"--seed={seed}"] if seed is not None else []
-                run = parse_config(TrainConfig, rest + [f"--block={block}"] + swept + seeded, "train.py")
-                runs.append(Run(f"{block} {name}={value}" if name else block, run.seed, own_folder(run, base, name)))
+                run = train_settings(rest, block, *(f"--{name}={value}" for name, value in swept.items()), *seeded)
+                group = " ".join([block, *(f"{name}={value}" for name, value in swept.items())])
+                runs.append(Run(group, run.seed, swept, own_folder(run, base, swept)))
     if len({run.train.run_dir for run in runs}) < len(runs):
         raise ConfigError("out_dir must contain {block}, so that every block gets its own run folder")
     return cfg, runs
 
 
+def train_settings(rest, block, *extra):
+    """One run's train.py settings: compare.py's arguments but its own flags, then the run's block and extra
+    flags. A config file may set out_dir; else the runs go to out/compare/."""
+    return parse_config(TrainConfig, [*rest, f"--block={block}", *extra], "train.py",
+                        defaults={"out_dir": "out/compare/{block}"})
+
+
 def own_folder(run, base, swept):
-    """The run's settings, with a folder of its own where its seed or swept value is not the settings' own:
-    out/compare/sas_p-seed1 beside out/compare/sas_p. A run with the settings' own seed and value keeps the
+    """The run's settings, with a folder of its own where its seed or a swept value is not the settings' own:
+    out/compare/sas_p-seed1 beside out/compare/sas_p. A run with the settings' own seed and values keeps the
     plain folder, so that a comparison of several seeds reuses the run of one."""
     label = run.block
-    if swept and getattr(run, swept) != getattr(base, swept):
-        label += f"-{swept}{getattr(run, swept)}"
+    for name in swept:
+        if getattr(run, name) != getattr(base, name):
+            label += f"-{name}{getattr(run, name)}"
     if run.seed != base.seed:
         label += f"-seed{run.seed}"
     return run if label == run.block else replace(run, out_dir=run.out_dir.replace("{block}", label))
 
 
 def train_block(run):
-    """Train one run in its own process, reusing or resuming what is already on disk."""
+    """Train one run in its own process, reusing or resuming what is already on disk. A finished run is reused
+    from its checkpoint or, where it has none (results/ holds the runs' logs, not their checkpoints), from its
+    config.json and its log."""
     ckpt_path = run.run_dir / "ckpt.pt"
     if ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
-        if changed_settings(ckpt["config"], run):
+        if changed_settings(with_defaults(ckpt["config"]), run):
             raise CheckpointError(f"{run.run_dir} holds a run with other settings; pick another --out_dir "
                                   f"(or delete that folder)")
         here = device_name(pick_device(run.device))  # (a changed --dtype is a changed setting, refused above)
@@ -146,26 +157,48 @@ def train_block(run):
             return
         print(f"{run.block}: resuming the run in {run.run_dir} at step {ckpt['step']}")
         run.resume = True
+    elif finished_without_checkpoint(run):
+        print(f"{run.block}: reusing the finished run in {run.run_dir} (from its log: it has no checkpoint)")
+        return
     flags = [f"--{key}={value}" for key, value in asdict(run).items()]
     result = subprocess.run([sys.executable, str(Path(__file__).parent / "train.py"), *flags])
     if result.returncode != 0:
         sys.exit(result.returncode)  # train.py has said why
 
 
+def with_defaults(saved):
+    """A run's saved settings, with the default of every setting added to train.py since it was saved: a
+    setting that did not exist then behaved as its default does now."""
+    return {f.name: f.default for f in fields(TrainConfig)} | saved
+
+
+def finished_without_checkpoint(run):
+    """Whether run.run_dir holds, without a checkpoint, the config.json and the finished log of a run with
+    these settings. Refuses a folder whose config.json has other settings."""
+    config = run.run_dir / "config.json"
+    if not config.exists():
+        return False
+    if changed_settings(with_defaults(json.loads(config.read_text())), run):
+        raise CheckpointError(f"{run.run_dir} holds a run with other settings; pick another --out_dir "
+                              f"(or delete that folder)")
+    rows = read_log(run.run_dir / "log.jsonl")
+    return any(row["step"] >= run.max_steps and "val_loss" in row for row in rows)
+
+
 def summarise(run):
-    """What one run's checkpoint and log say: its size, losses, speed, memory and validation curve."""
-    ckpt = load_checkpoint(run.run_dir / "ckpt.pt")
+    """What one run's log says: its size, losses, speed, memory and validation curve."""
     rows = read_log(run.run_dir / "log.jsonl")
     if latest(rows, "val_loss") is None:
         raise CheckpointError(f"{run.run_dir / 'log.jsonl'} is missing or holds no validation loss, so {run.block} "
                               f"cannot be compared; delete {run.run_dir} and run compare.py again to retrain it")
     with torch.device("meta"):  # only the shapes, to count parameters
-        model = GPT(GPTConfig(**ckpt["model_config"]))
+        model = GPT(run.model_config(load_dataset(run.dataset).vocab_size))
     # Each log row times its own interval of steps. A busy machine slows some intervals down and never
     # speeds one up, so the run's speed is the 90th percentile of the intervals' rates; the whole run's
     # average, which every slow-down lowers, is kept beside it.
     rates = sorted(r["tokens_per_sec"] for r in rows if "tokens_per_sec" in r)
     tokens_per_sec = rates[int(0.9 * (len(rates) - 1))]
+    last = next(row for row in reversed(rows) if "time" in row)
     return {
         "params": model.num_params(),
         "non_embedding_params": model.num_params(non_embedding=True),
@@ -173,8 +206,8 @@ def summarise(run):
         "val_loss": latest(rows, "val_loss"),
         "steps_per_sec": tokens_per_sec / run.tokens_per_step,
         "tokens_per_sec": tokens_per_sec,
-        "average_tokens_per_sec": ckpt["step"] * run.tokens_per_step / ckpt["train_time"],
-        "peak_memory": max(r["peak_memory"] for r in rows),
+        "average_tokens_per_sec": last["step"] * run.tokens_per_step / last["time"],
+        "peak_memory": max(r["peak_memory"] for r in rows if "peak_memory" in r),
         # (step, seconds at the run's speed, val loss): time from the same robust speed, so that a busy
         # neighbour during one run does not move its curve
         "curve": [(r["step"], r["step"] * run.tokens_per_step / tokens_per_sec, r["val_loss"]) for r in rows
@@ -202,7 +235,7 @@ def group_results(runs, summaries):
     results = []
     for group, members in groups.items():
         seeds, per_seed = [run.seed for run, _ in members], [summary for _, summary in members]
-        result = {"block": members[0][0].train.block, "group": group, "seeds": seeds}
+        result = {"block": members[0][0].train.block, "group": group, "swept": members[0][0].swept, "seeds": seeds}
         for key in ("params", "non_embedding_params", "train_loss", "val_loss", "steps_per_sec", "tokens_per_sec",
                     "average_tokens_per_sec", "peak_memory"):
             result[key] = mean(summary[key] for summary in per_seed)
@@ -224,52 +257,130 @@ def spread(values, fmt):
     return f" [{fmt.format(min(values))}, {fmt.format(max(values))}]" if len(values) > 1 else ""
 
 
-def table(results):
-    """The markdown table. With several seeds, a loss is their mean [lowest, highest], and the difference to
-    the baseline is taken seed by seed (the same seed gives every block the same batches)."""
+def table(results, speed=True):
+    """The markdown table of every row. With several seeds, a loss is their mean [lowest, highest], and the
+    difference to the baseline (the first row) is taken seed by seed (the same seed gives every block the same
+    batches). Without speed, no speed columns (the runs shared the machine)."""
     base = results[0]
-    lines = ["| block | params | non-emb. params | train loss | val loss | val vs " + base["group"] +
-             " | steps/s | speed vs " + base["group"] + " | peak memory |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    speed_columns = ["steps/s", f"speed vs {base['group']}"] if speed else []
+    header = ["block", "params", "non-emb. params", "train loss", "val loss", f"val vs {base['group']}",
+              *speed_columns, "peak memory"]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for r in results:
         differences = [v / b - 1 for v, b in zip(r["val_loss_by_seed"], base["val_loss_by_seed"])]
         if r is base:
             differences = [0.0]  # no spread to show
-        lines.append(f"| {r['group']} | {r['params'] / 1e6:.2f}M | {r['non_embedding_params'] / 1e6:.2f}M | "
-                     f"{format_loss(r['train_loss'])} | {r['val_loss']:.3f}{spread(r['val_loss_by_seed'], '{:.3f}')} | "
-                     f"{mean(differences):+.1%}{spread(differences, '{:+.1%}')} | "
-                     f"{r['steps_per_sec']:.2f} | {r['steps_per_sec'] / base['steps_per_sec']:.2f}x | "
-                     f"{r['peak_memory'] / 2**20:.0f} MiB |")
-    seeds = results[0]["seeds"]
-    if len(seeds) > 1:
-        lines.append(f"\n{len(seeds)} seeds ({', '.join(map(str, seeds))}): mean [lowest, highest]")
+        speeds = [f"{r['steps_per_sec']:.2f}", f"{r['steps_per_sec'] / base['steps_per_sec']:.2f}x"] if speed else []
+        cells = [r["group"], f"{r['params'] / 1e6:.2f}M", f"{r['non_embedding_params'] / 1e6:.2f}M",
+                 format_loss(r["train_loss"]), f"{r['val_loss']:.3f}{spread(r['val_loss_by_seed'], '{:.3f}')}",
+                 f"{mean(differences):+.1%}{spread(differences, '{:+.1%}')}", *speeds,
+                 f"{r['peak_memory'] / 2**20:.0f} MiB"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def plot(results, path):
-    """Validation loss per step and per minute of training: one line per row of the table (the mean over
-    seeds), and a band from the lowest to the highest seed where there are several."""
-    plt = pyplot()
-    fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+def sweep_table(results):
+    """The sweep's table: the final validation loss for each value of the first swept setting (a column each),
+    one row per block (and value of a second swept setting), and the change from the first value to the last,
+    seed by seed."""
+    name = next(iter(results[0]["swept"]))
+    values = list(dict.fromkeys(r["swept"][name] for r in results))
+    rows = {}
     for r in results:
+        rows.setdefault(series(r, name), {})[r["swept"][name]] = r
+    header = [" ".join(["block", *(other for other in results[0]["swept"] if other != name)]),
+              *(f"{name}={value}" for value in values), f"{name}={values[-1]} vs {values[0]}"]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for label, cells in rows.items():
+        losses = [f"{c['val_loss']:.3f}{spread(c['val_loss_by_seed'], '{:.3f}')}" if (c := cells.get(value)) else ""
+                  for value in values]
+        first, last = cells.get(values[0]), cells.get(values[-1])
+        changes = [l / f - 1 for l, f in zip(last["val_loss_by_seed"], first["val_loss_by_seed"])] if first and last \
+            else []
+        change = f"{mean(changes):+.1%}{spread(changes, '{:+.1%}')}" if changes else ""
+        lines.append("| " + " | ".join([label, *losses, change]) + " |")
+    return "\n".join(lines)
+
+
+def series(result, name):
+    """A row's block, with its values of the swept settings other than name: what one line of a sweep shows."""
+    return " ".join([result["block"], *(f"{other}={value}" for other, value in result["swept"].items()
+                                        if other != name)])
+
+
+def markdown(report):
+    """compare.md, from compare.json's contents alone: the table of every run; with a sweep, the sweep's table;
+    with several seeds, which. The tables in README.md and tutorial.md are copies of it (tests/test_docs.py)."""
+    results, settings = report["results"], report["settings"]
+    parts = [table(results, settings["speed"])]
+    if settings["sweep"]:
+        parts.append(sweep_table(results))
+    seeds = results[0]["seeds"]
+    if len(seeds) > 1:
+        parts.append(f"{len(seeds)} seeds ({', '.join(map(str, seeds))}): mean [lowest, highest]")
+    return "\n\n".join(parts) + "\n"
+
+
+LINESTYLES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1))]
+
+
+def plot(results, settings, path):
+    """Validation loss per step, per minute of training (with speed), and, with a sweep, the final loss against
+    the first swept setting's value: one line per row of the table (the mean over seeds), and a band from the
+    lowest to the highest seed where there are several. With a sweep, a colour per block (and value of a second
+    swept setting) and a line style per value of the first; a single block's sweep gives every value a colour."""
+    plt = pyplot()
+    name = next(iter(results[0]["swept"]), None)
+    panels = 1 + settings["speed"] + (name is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.5), squeeze=False)
+    by_step, *others = axes[0]
+    by_time = others.pop(0) if settings["speed"] else None
+    by_value = others.pop(0) if name is not None else None
+    lines = list(dict.fromkeys(series(r, name) for r in results)) if name else []
+    values = list(dict.fromkeys(r["swept"][name] for r in results)) if name else []
+    colours = plt.get_cmap("tab10")
+    for i, r in enumerate(results):
+        style = {"color": colours(i % 10)}
+        if len(lines) > 1:
+            style = {"color": colours(lines.index(series(r, name)) % 10),
+                     "linestyle": LINESTYLES[values.index(r["swept"][name]) % len(LINESTYLES)]}
         steps, times, losses = zip(*r["curve"])
         label = f"{r['group']} (final {losses[-1]:.3f})"  # names a row even when its curve is off the chart
-        line, = by_step.plot(steps, losses, label=label)
-        by_time.plot([t / 60 for t in times], losses, label=label, color=line.get_color())
+        by_step.plot(steps, losses, label=label, **style)
+        if by_time:
+            by_time.plot([t / 60 for t in times], losses, label=label, **style)
         if len(r["seeds"]) > 1:
             by_seed = [[point[2] for point in curve[:len(steps)]] for curve in r["curves_by_seed"]]
             low, high = (list(map(f, zip(*by_seed))) for f in (min, max))
-            by_step.fill_between(steps, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
-            by_time.fill_between([t / 60 for t in times], low, high, color=line.get_color(), alpha=0.25, linewidth=0)
+            for ax, x in ((by_step, steps), (by_time, [t / 60 for t in times])):
+                if ax:
+                    ax.fill_between(x, low, high, color=style["color"], alpha=0.2, linewidth=0)
     seeds = results[0]["seeds"]
     bands = f", mean and range of {len(seeds)} seeds" if len(seeds) > 1 else ""
     by_step.set(xlabel="step", ylabel="validation loss", title="per step" + bands)
-    by_time.set(xlabel="minutes of training, at the run's measured speed", title="per wall-clock time")
-    # the interesting part: where the runs part ways, down to the best, and up to the worst one's end
+    # from the highest first evaluation (the early lag shows) down to the best loss
     best = min(min(r["curve"], key=lambda c: c[2])[2] for r in results)
-    worst_end = max(r["curve"][-1][2] for r in results)
-    by_step.set_ylim(best - 0.1, max(best + 1.5, worst_end + 0.25))
-    by_step.legend()
+    first = max(r["curve"][0][2] for r in results)
+    by_step.set_ylim(best - 0.1, min(first + 0.1, best + 4))
+    by_step.legend(fontsize="small")
+    if by_time:
+        by_time.set(xlabel="minutes of training, at the run's measured speed", title="per wall-clock time",
+                    ylim=by_step.get_ylim())
+    if by_value:
+        for label in lines or [results[0]["block"]]:
+            members = [r for r in results if series(r, name) == label]
+            colour = colours(lines.index(label) % 10) if len(lines) > 1 else "black"
+            by_value.plot([r["swept"][name] for r in members], [r["val_loss"] for r in members], marker="o",
+                          color=colour, label=label)
+            for r in members:
+                if len(r["seeds"]) > 1:
+                    by_value.vlines(r["swept"][name], min(r["val_loss_by_seed"]), max(r["val_loss_by_seed"]),
+                                    color=colour, alpha=0.5)
+        if all(isinstance(value, (int, float)) for value in values):
+            by_value.set_xticks(values)
+        by_value.set(xlabel=name, ylabel="final validation loss", title=f"after {results[0]['curve'][-1][0]} steps" +
+                     (f", mean and range of {len(seeds)} seeds" if len(seeds) > 1 else ""))
+        by_value.legend(fontsize="small")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -281,14 +392,14 @@ def compare(cfg, runs):
     for run in runs:
         train_block(run.train)
     results = group_results(runs, [summarise(run.train) for run in runs])
-    report = Path(cfg.report)
-    report.mkdir(parents=True, exist_ok=True)
-    text = table(results)
+    report = {"settings": asdict(cfg), "runs": [asdict(run.train) for run in runs], "results": results}
+    folder = Path(cfg.report)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = markdown(report)
     print("\n" + text)
-    (report / "compare.md").write_text(text + "\n")
-    (report / "compare.json").write_text(json.dumps({"runs": [asdict(run.train) for run in runs],
-                                                     "results": results}, indent=1) + "\n")
-    plot(results, Path(cfg.plot) if cfg.plot else report / "compare.png")
+    (folder / "compare.md").write_text(text)
+    (folder / "compare.json").write_text(json.dumps(report, indent=1) + "\n")
+    plot(results, report["settings"], Path(cfg.plot) if cfg.plot else folder / "compare.png")
     return results
 
 
