@@ -216,7 +216,8 @@ def probe(cfg):
     stem = out / (cfg.name or ("trained" if folders else "init"))
     report = {"settings": asdict(cfg), "uniform_entropy": uniform, "results": results}
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    print(f"\nwrote {stem.with_suffix('.json')}")
+    stem.with_suffix(".md").write_text(markdown(report))
+    print(f"\nwrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")
     plot(results, stem.with_suffix(".png"))
     for folder in folders:
         draw_run(folder, cfg, out, device)
@@ -301,6 +302,18 @@ def print_gains(name, gains):
     elif "alpha_v" in gains[0]:
         print(f"block 1 values W_V = alpha_v I + beta_v dW: alpha_v={gains[0]['alpha_v']:.3f}, "
               f"beta_v={gains[0]['beta_v']:.3f}")
+
+
+def markdown(report):
+    """NAME.md, from NAME.json's contents alone: each model's positions after the last block against the embedding
+    (layer 0). The tables in tutorial.md are copies of it (tests/test_docs.py)."""
+    lines = ["| block | cosine, layer 0 | cosine, last layer | centred stable rank, layer 0 | centred stable rank, "
+             "last layer | residual RMS, last layer |", "|---|---:|---:|---:|---:|---:|"]
+    for name, r in report["results"].items():
+        lines.append(f"| {name} | {r['cosine'][0]:.3f} | {r['cosine'][-1]:.3f} | {r['stable_rank'][0]:.2f} | "
+                     f"{r['stable_rank'][-1]:.2f} | {r['rms'][-1]:.2f} |")
+    layers = len(next(iter(report["results"].values()))["rms"]) - 1
+    return "\n".join(lines) + f"\n\nlayer 0: the embedding; last layer: the output of block {layers}\n"
 
 
 def format_gain(value):
