@@ -377,7 +377,10 @@ def plot(results, settings, path):
                     by_value.vlines(r["swept"][name], min(r["val_loss_by_seed"]), max(r["val_loss_by_seed"]),
                                     color=colour, alpha=0.5)
         if all(isinstance(value, (int, float)) for value in values):
-            by_value.set_xticks(values)
+            if min(values) > 0 and max(values) >= 4 * min(values):  # values spread over a range of scales
+                by_value.set_xscale("log")
+                by_value.minorticks_off()
+            by_value.set_xticks(values, [f"{value:g}" for value in values])
         by_value.set(xlabel=name, ylabel="final validation loss", title=f"after {results[0]['curve'][-1][0]} steps" +
                      (f", mean and range of {len(seeds)} seeds" if len(seeds) > 1 else ""))
         by_value.legend(fontsize="small")

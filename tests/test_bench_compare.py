@@ -116,6 +116,11 @@ def test_compare_trains_every_block_then_reuses_them(tiny_dataset, tmp_path):
     again = compare.compare(*compare.parse(tiny_args(tiny_dataset, tmp_path, log_interval=4)))
     assert again == results  # redrawn from the logs: nothing retrained
     assert {b: (tmp_path / b / "ckpt.pt").stat().st_mtime_ns for b in checkpoints} == checkpoints
+    assert compare.markdown(json.loads((tmp_path / "compare.json").read_text())) == table  # the json is the report
+    for block in checkpoints:  # results/ holds logs, not checkpoints: a finished run is reused from its log
+        (tmp_path / block / "ckpt.pt").unlink()
+    assert compare.compare(*compare.parse(tiny_args(tiny_dataset, tmp_path))) == results
+    assert not any((tmp_path / block / "ckpt.pt").exists() for block in checkpoints)  # nothing retrained
 
 
 def test_compare_over_seeds_reuses_the_first_and_shows_mean_and_spread(tiny_dataset, tmp_path):
@@ -142,6 +147,64 @@ def test_compare_sweeps_a_setting_with_a_row_per_value(tiny_dataset, tmp_path):
     assert saved == {"sas_p": 0.1, "sas_p-mlp_gain0.4": 0.4}  # the settings' own value keeps the plain folder
     assert results[0]["val_loss"] != results[1]["val_loss"]
     assert (tmp_path / "sweep.png").stat().st_size > 0 and not (tmp_path / "compare.png").exists()
+
+
+def test_compare_takes_its_settings_from_a_config_file_and_train_py_skips_them(tmp_path):
+    """One file is one experiment: compare.py's settings beside train.py's, flags winning over both; the file sees
+    each run's swept value (the depth preset picks beta_FF and the learning rate from n_layer); train.py reads the
+    same file and skips compare.py's settings."""
+    preset = tmp_path / "preset.py"
+    preset.write_text('blocks = "pre_ln,no_attn_skip"\nseeds = "1337,7"\nsweep = "n_layer=2,8"\nreport = "out/x"\n'
+                      'out_dir = "out/x/{block}"\nn_embd = 32\nmlp_gain = 0.2 if n_layer <= 2 else 0.1\n'
+                      'learning_rate = 1e-4 if block == "no_attn_skip" and n_layer > 2 else 1e-3\n')
+    cfg, runs = compare.parse([str(preset), "--seeds=1337"])
+    assert (cfg.blocks, cfg.seeds, cfg.sweep, cfg.report) == ("pre_ln,no_attn_skip", "1337", "n_layer=2,8", "out/x")
+    assert [(r.group, r.train.mlp_gain, r.train.learning_rate, str(r.train.run_dir)) for r in runs] == [
+        ("pre_ln n_layer=2", 0.2, 1e-3, "out/x/pre_ln-n_layer2"), ("pre_ln n_layer=8", 0.1, 1e-3, "out/x/pre_ln-n_layer8"),
+        ("no_attn_skip n_layer=2", 0.2, 1e-3, "out/x/no_attn_skip-n_layer2"),
+        ("no_attn_skip n_layer=8", 0.1, 1e-4, "out/x/no_attn_skip-n_layer8")]
+    assert all(r.train.n_embd == 32 for r in runs)
+    from train import TrainConfig
+    from configurator import parse_config
+    assert parse_config(TrainConfig, [str(preset), "--n_layer=8"], "train.py").mlp_gain == 0.1
+    (tmp_path / "typo.py").write_text('blokcs = "pre_ln"\n')
+    with pytest.raises(ConfigError, match="did you mean --blocks"):
+        parse_config(TrainConfig, [str(tmp_path / "typo.py")], "train.py")
+    usage = subprocess.run([sys.executable, "compare.py", "--help"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "A config file may set these and train.py's settings" in usage
+
+
+def fake_result(block, swept, losses):
+    """A result as group_results makes it, for the report's functions."""
+    group = " ".join([block, *(f"{name}={value}" for name, value in swept.items())])
+    return {"block": block, "group": group, "swept": swept, "seeds": list(range(len(losses))), "params": 2e6,
+            "non_embedding_params": 1e6, "train_loss": None, "val_loss": sum(losses) / len(losses),
+            "val_loss_by_seed": losses, "steps_per_sec": 2.0, "peak_memory": 2**20,
+            "curve": [(10, 5.0, losses[0] + 1), (20, 10.0, losses[0])],
+            "curves_by_seed": [[(10, 5.0, loss + 1), (20, 10.0, loss)] for loss in losses]}
+
+
+def test_compare_crosses_two_swept_settings_into_a_table_by_value(tmp_path):
+    cfg, runs = compare.parse(["--blocks=sas_vp", "--sweep=vp_gain=0,0.5 vp_base=identity,orthogonal",
+                               f"--out_dir={tmp_path}/{{block}}"])
+    assert [(r.group, r.train.run_dir.name) for r in runs] == [
+        ("sas_vp vp_gain=0.0 vp_base=identity", "sas_vp-vp_gain0.0"),
+        ("sas_vp vp_gain=0.0 vp_base=orthogonal", "sas_vp-vp_gain0.0-vp_baseorthogonal"),
+        ("sas_vp vp_gain=0.5 vp_base=identity", "sas_vp-vp_gain0.5"),
+        ("sas_vp vp_gain=0.5 vp_base=orthogonal", "sas_vp-vp_gain0.5-vp_baseorthogonal")]
+    losses = ([5.0, 5.2], [6.0, 6.0], [5.5, 5.46], [6.6, 6.6])  # two seeds each
+    results = [fake_result("sas_vp", r.swept, by_seed) for r, by_seed in zip(runs, losses)]
+    report = {"settings": {"sweep": cfg.sweep, "speed": False}, "results": results}
+    text = compare.markdown(report)
+    assert "steps/s" not in text  # the runs shared the machine: no speed
+    assert ("| block vp_base | vp_gain=0.0 | vp_gain=0.5 | vp_gain=0.5 vs 0.0 |\n|---|---:|---:|---:|\n"
+            "| sas_vp vp_base=identity | 5.100 [5.000, 5.200] | 5.480 [5.460, 5.500] | +7.5% [+5.0%, +10.0%] |\n"
+            "| sas_vp vp_base=orthogonal | 6.000 [6.000, 6.000] | 6.600 [6.600, 6.600] | +10.0% [+10.0%, +10.0%] |"
+            ) in text
+    compare.plot(results, report["settings"], tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 0
+    with pytest.raises(ConfigError, match="sweep one setting, or two"):
+        compare.parse(["--sweep=mlp_gain=0.1,0.2 mlp_gain=0.3"])
 
 
 def test_compare_refuses_to_mix_settings(tiny_dataset, tmp_path):
