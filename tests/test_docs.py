@@ -1,12 +1,28 @@
 """tutorial.md and README.md, checked rather than trusted: every command and code block runs
 (at tiny sizes: the test appends flags, and the last value of a flag wins; what it writes goes to
-a temporary folder, not out/), every diff matches the files, and CI runs exactly the README's
-test command."""
+a temporary folder, not out/), every diff and every block file shown matches the files, every
+table of results is a copy of the report a command wrote, every measured number in the prose is
+the number in the file it came from, and CI runs exactly the README's test command.
+
+How a page states a measured result, so that these tests can hold it to its source:
+- a table: the report's file between two comments, copied whole:
+      <!-- table: results/ladder/compare.md -->
+      ...the file's contents...
+      <!-- end table -->
+  compare.py writes compare.md from compare.json, probe.py NAME.md from NAME.json; both are checked
+  against the JSON they come from.
+- a number in a sentence: a comment line right after its paragraph names where it comes from,
+      <!-- checked: 4.074 = result("ladder", "no_attn_skip")["val_loss"]; +6.8% = ... -->
+  a Python expression over the committed results (see SOURCES) that, rounded as the number is
+  written, must give the number; a % is a fraction times 100.
+"""
 
 import importlib.metadata
+import json
 import os
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +31,7 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 DOCS = ["tutorial.md", "README.md", "exercises/class_plan.md"]
+PAGES = [*DOCS, "tutorial.ja.md"]  # every page that states measured results
 
 
 def fenced_code(doc):
@@ -180,3 +197,83 @@ def test_the_japanese_tutorial_is_in_step_with_the_english_one():
     assert sections[0] == sections[1] and len(sections[0]) >= 9
     assert "## 付録" in (ROOT / japanese).read_text()
     assert "(tutorial.ja.md)" in (ROOT / english).read_text() and "(tutorial.md)" in (ROOT / japanese).read_text()
+
+
+# -----------------------------------------------------------------------------
+# measured results: every table and every checked number against the file it came from
+
+TABLE = re.compile(r"^<!-- table: (\S+) -->\n(.*?)^<!-- end table -->$", flags=re.S | re.M)
+CHECKED = re.compile(r"^<!-- checked: (.*?) -->$", flags=re.S | re.M)
+
+
+def result(report, group):
+    """The row `group` of results/REPORT/compare.json (a block, with its swept values: "pre_ln n_layer=72")."""
+    results = json.loads((ROOT / "results" / report / "compare.json").read_text())["results"]
+    return next(r for r in results if r["group"] == group)
+
+
+def row(run, step, log="log.jsonl"):
+    """results/RUN/log.jsonl's row at a step, the rows of one step merged (or gains.jsonl's, with log=)."""
+    rows = [r for r in map(json.loads, (ROOT / "results" / run / log).read_text().splitlines()) if r["step"] == step]
+    assert rows, f"results/{run}/{log} has no row at step {step}"
+    return {key: value for r in rows for key, value in r.items()}
+
+
+def probed(name, block):
+    """What probe.py measured for a block in assets/NAME.json."""
+    return json.loads((ROOT / "assets" / f"{name}.json").read_text())["results"][block]
+
+
+SOURCES = {"result": result, "row": row, "probed": probed, "mean": statistics.fmean, "min": min, "max": max}
+
+
+def written_as(text, value):
+    """Whether value, rounded as text writes a number (4.074, +6.8%, 0.79x, 1,600), gives text."""
+    number = text.replace(",", "").rstrip("%x")
+    value *= 100 if text.endswith("%") else 1
+    decimals = len(number.partition(".")[2])
+    return format(value, ("+" if number[0] in "+-" else "") + f".{decimals}f") == number
+
+
+def test_every_table_of_results_is_a_copy_of_its_report():
+    shown = 0
+    for page in PAGES:
+        text = (ROOT / page).read_text()
+        for source, table in TABLE.findall(text):
+            assert table.strip() == (ROOT / source).read_text().strip(), \
+                f"{page}: the table from {source} differs from the file: copy the file in again"
+            shown += 1
+        outside = TABLE.sub("", text)
+        for header in re.findall(r"^\|.*\|$\n^\|[-:| ]+\|$", outside, flags=re.M):
+            assert not re.search(r"val loss|tokens/s|stable rank|ms/step", header), \
+                f"{page}: a table of measured results must be a report's copy (<!-- table: ... -->): {header}"
+    assert shown >= 4
+
+
+def test_every_report_is_what_its_json_makes():
+    """compare.md and probe.py's NAME.md are generated from their JSON; a hand edit, or a JSON rewritten without
+    its report, fails here."""
+    import compare
+    import probe
+
+    reports = sorted(ROOT.glob("results/*/compare.json"))
+    assert reports
+    for path in reports:
+        assert compare.markdown(json.loads(path.read_text())) == path.with_suffix(".md").read_text(), path
+    for path in sorted(ROOT.glob("assets/*.json")):
+        assert probe.markdown(json.loads(path.read_text())) == path.with_suffix(".md").read_text(), path
+
+
+def test_every_checked_number_is_its_source():
+    checked = 0
+    for page in PAGES:
+        text = (ROOT / page).read_text()
+        for match in CHECKED.finditer(text):
+            paragraph = text[:match.start()].rstrip("\n").rpartition("\n\n")[2]
+            for claim in match.group(1).split(";"):
+                number, _, expression = claim.strip().partition(" = ")
+                assert number in paragraph, f"{page}: {number} is not in the paragraph before its check"
+                value = eval(expression, dict(SOURCES))
+                assert written_as(number, value), f"{page}: {number} is {value} ({expression})"
+                checked += 1
+    assert checked >= 10
