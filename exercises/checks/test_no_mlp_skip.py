@@ -73,8 +73,8 @@ def test_no_mlp_skip_computes_its_equation():
     assert_none(problems_with_forward(exercise.Block))
 
 
-def test_no_mlp_skip_starts_as_a_small_mlp_of_the_normalised_input(monkeypatch):
-    """In a GPT, after init_weights: ShA is the identity, so out = beta_FF MLP(N2(N1(X))), beta_FF = mlp_gain."""
+def test_no_mlp_skip_at_initialisation(monkeypatch):
+    """In a GPT, after init_weights: the block's output at initialisation (question a)."""
     monkeypatch.setitem(BLOCKS, "sas_no_mlp_skip", exercise.Block)
     torch.manual_seed(0)
     block = GPT(dataclasses.replace(CONFIG, block="sas_no_mlp_skip")).blocks[1]

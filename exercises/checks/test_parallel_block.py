@@ -97,8 +97,8 @@ def test_parallel_block_computes_sas_p():
     assert_none(problems_with_forward(exercise.Block))
 
 
-def test_parallel_block_starts_as_norm_plus_a_small_mlp(monkeypatch):
-    """In a GPT, after init_weights: out = H + beta_FF MLP(H) with H = N1(X), beta_FF = mlp_gain (§4.3)."""
+def test_parallel_block_at_initialisation(monkeypatch):
+    """In a GPT, after init_weights: the block's output at initialisation (question a)."""
     monkeypatch.setitem(BLOCKS, "exercise_sas_p", exercise.Block)
     torch.manual_seed(0)
     block = GPT(dataclasses.replace(CONFIG, block="exercise_sas_p")).blocks[1]

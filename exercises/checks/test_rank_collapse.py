@@ -65,7 +65,7 @@ def test_power_is_a_matrix_power():
     assert_none(problems_with_power(exercise.power))
 
 
-def test_limit_is_every_row_the_first_position():
+def test_limit_of_the_powers():
     assert_none(problems_with_limit(exercise.limit))
 
 

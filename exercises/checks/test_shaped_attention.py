@@ -82,8 +82,8 @@ def test_matches_the_library():
     assert_none(problems_with_shaped_attention(exercise.shaped_attention))
 
 
-def test_identity_at_zero_queries():
-    """§4.1: zero logits make A = C, so with alpha = beta = gamma = 1 the output is v."""
+def test_output_at_zero_queries():
+    """q = 0 and alpha = beta = gamma = 1, as GPT.init_weights starts it (question a)."""
     _, k, v, *_ = random_inputs(T=33)
     ones = torch.ones(H)
     out = exercise.shaped_attention(torch.zeros_like(k), k, v, ones, ones, ones)
