@@ -5,8 +5,8 @@ exercises/tasks/attention_skip.py.
 What `python -m exercises.solutions.attention_skip` prints (the last column is after block 18):
 
     block                      0     3     6     9    12    15    18  (layer)
-    pre_ln                  0.00  0.60  0.66  0.69  0.74  0.75  0.76
-    no_attn_skip_unshaped   0.00  0.97  1.00  1.00  1.00  1.00  1.00
+    pre_ln                  0.00  0.59  0.65  0.68  0.73  0.75  0.75
+    no_attn_skip_unshaped   0.00  0.96  1.00  1.00  1.00  1.00  1.00
     no_attn_skip            0.00  0.00  0.00  0.00  0.00  0.00  0.00
 
 Answers
