@@ -1,4 +1,5 @@
-"""Says, above the results, which files the exercise checks are grading; and the checks' shared fixtures."""
+"""Says, above the results, which files the exercise checks are grading, and below them what the checks noted
+(predictions next to measurements); and the checks' shared fixtures."""
 
 import shutil
 from pathlib import Path
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 import blocks
-from exercises.checks import graded_folder
+from exercises.checks import NOTES, graded_folder
 
 # The checks' models are tiny: one thread is faster than several, and much faster on a busy machine,
 # where threads wait for each other (on 2 shared cores the checks took 30 times longer with two).
@@ -16,6 +17,15 @@ torch.set_num_threads(1)
 
 def pytest_report_header(config):
     return f"exercises: grading exercises/{graded_folder()}/ (NANOSAS_SOLUTIONS=1 grades the solutions)"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """After the results: what the checks noted for the student (exercises.checks.note), e.g. a prediction
+    next to the measurement."""
+    for heading, lines in NOTES.items():
+        terminalreporter.write_sep("-", heading)
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -47,8 +47,8 @@ def outcomes(folder):
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    """{"tasks": outcomes, "solutions": outcomes}, from two runs going at once."""
+def graded_folders(tmp_path_factory):
+    """{"tasks": folder, "solutions": folder}, each with the report and log of one of two runs going at once."""
     folders = {name: tmp_path_factory.mktemp(name) for name in ("tasks", "solutions")}
     processes = {name: start_checks(folder, name) for name, folder in folders.items()}
     try:
@@ -57,7 +57,13 @@ def graded(tmp_path_factory):
     finally:
         for process in processes.values():
             process.kill()  # only one still running after a timeout
-    return {name: outcomes(folder) for name, folder in folders.items()}
+    return folders
+
+
+@pytest.fixture(scope="module")
+def graded(graded_folders):
+    """{"tasks": outcomes, "solutions": outcomes}."""
+    return {name: outcomes(folder) for name, folder in graded_folders.items()}
 
 
 def test_every_check_fails_on_the_unsolved_tasks(graded):
@@ -77,6 +83,12 @@ def test_every_check_passes_on_the_solutions(graded):
     for exercise, checks in results.items():
         not_passed = {check: text[:300] for check, (outcome, text) in checks.items() if outcome != "passed"}
         assert not not_passed, f"{exercise}: {not_passed}"
+
+
+def test_predictions_are_reported_at_the_end_of_the_run(graded_folders):
+    log = (graded_folders["solutions"] / "log.txt").read_text()
+    assert "exercise 2, attention_skip: your prediction next to the measurement (not graded)" in log
+    assert "no_attn_skip_unshaped   predicted 'collapsed'  measured 1.00 (collapsed): as predicted" in log
 
 
 # -----------------------------------------------------------------------------
@@ -195,3 +207,24 @@ def test_read_the_plot_check_names_step_for_seconds_and_strict_below(tmp_path):
     message = failure(check.problems_with_reaching(strictly_below, strictly_below, results))
     assert "that is the step: each curve point is [step, seconds, val_loss]" in message
     assert "at or below: pre_ln reaches its own final loss" in message
+
+
+def test_attention_skip_reports_the_prediction_and_grades_the_measurement():
+    from exercises.checks import test_attention_skip as check
+    from exercises.solutions.attention_skip import similarity_by_depth
+
+    wrong_but_honest = dict.fromkeys(check.BLOCKS, "apart")
+    assert check.problems_with_prediction(wrong_but_honest) == []  # any honest guess passes
+    assert check.how_far("no_attn_skip_unshaped", "apart").endswith("two steps off: question a says why")
+    assert check.how_far("no_attn_skip", "apart").endswith("as predicted")
+    message = failure(check.problems_with_prediction({"pre_ln": "maybe", "no_attn_skip": "apart"}))
+    assert message.startswith("2 problems") and "predict()['pre_ln'] is 'maybe'" in message
+    assert "predict()['no_attn_skip_unshaped'] is None" in message
+
+    def one_block_early(model, idx):  # the input of every block, not the output
+        measured = similarity_by_depth(model, idx)
+        return measured[:1] + measured[:-1]
+
+    assert check.problems_with_similarity_by_depth(similarity_by_depth, "pre_ln") == []
+    assert "one block early" in failure(check.problems_with_similarity_by_depth(one_block_early, "pre_ln"))
+

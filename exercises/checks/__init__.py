@@ -6,7 +6,9 @@ environment it grades exercises/solutions/<name>.py instead, so one set of check
 (tests/test_exercises.py runs them both ways).
 
 A check collects every problem it finds in a list and fails once, with all of them, each saying
-what is wrong and where the mistake most likely is: assert_none(problems). The functions that
+what is wrong and where the mistake most likely is: assert_none(problems). A prediction is not
+graded: its check only makes sure it has the right form, and note() reports it next to the
+measurement at the end of the run. The functions that
 collect them (problems_*) take the student's code as an argument, so tests/test_exercises.py can
 feed them known mistakes and make sure the messages name them.
 """
@@ -24,6 +26,16 @@ def graded_folder():
 def under_test(name):
     """The module a check grades: exercises/tasks/<name>.py, or its solution when NANOSAS_SOLUTIONS=1."""
     return importlib.import_module(f"exercises.{graded_folder()}.{name}")
+
+
+NOTES = {}  # {heading: [line, ...]}: what the checks tell the student besides pass or fail; conftest.py prints it
+
+
+def note(heading, line):
+    """Tell the student something at the end of the run, under heading, whether the checks pass or fail: a
+    prediction next to the measurement, which is reported, never graded (a graded prediction teaches
+    students to rewrite it after measuring)."""
+    NOTES.setdefault(heading, []).append(line)
 
 
 def assert_none(problems):

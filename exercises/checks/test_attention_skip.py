@@ -1,17 +1,18 @@
-"""Checks for exercise 2: the similarity measurement, then the prediction against it."""
+"""Checks for exercise 2: the similarity measurement; the prediction is recorded and reported next to it, not graded."""
 
 import functools
 
 import pytest
 import torch
 
-from exercises.checks import assert_none, under_test
+from exercises.checks import assert_none, note, under_test
 from model import GPT, GPTConfig
 
 exercise = under_test("attention_skip")
 BLOCKS = ["pre_ln", "no_attn_skip_unshaped", "no_attn_skip"]
 SHAPE = dict(vocab_size=256, block_size=64, n_layer=18, n_head=2, n_embd=128)  # the task's model
-WORDS = ("apart", "partial", "collapsed")
+WORDS = ("apart", "partial", "collapsed")  # in order: a prediction is as far off as the steps between two words
+QUESTION = {"pre_ln": "c", "no_attn_skip_unshaped": "a", "no_attn_skip": "b"}  # the one that explains each block
 
 
 def build(block):
@@ -73,9 +74,8 @@ def test_mean_token_similarity_on_known_inputs():
     assert_none(problems)
 
 
-@pytest.mark.parametrize("block", BLOCKS)
-def test_similarity_by_depth_matches_the_check(block):
-    measured = exercise.similarity_by_depth(build(block), random_tokens())
+def problems_with_similarity_by_depth(similarity_by_depth, block):
+    measured = similarity_by_depth(build(block), random_tokens())
     expected = reference(block)
     problems = []
     if len(measured) != SHAPE["n_layer"] + 1:
@@ -92,7 +92,12 @@ def test_similarity_by_depth_matches_the_check(block):
         if wrong:
             problems.append(f"after blocks {', '.join(str(i - 1) for i in wrong)}: e.g. {measured[wrong[0]]:.4f}, "
                             f"expected {expected[wrong[0]]:.4f}: the output of each block, from forward hooks")
-    assert_none(problems)
+    return problems
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_similarity_by_depth_matches_the_check(block):
+    assert_none(problems_with_similarity_by_depth(exercise.similarity_by_depth, block))
 
 
 def test_similarity_by_depth_removes_its_hooks():
@@ -104,12 +109,29 @@ def test_similarity_by_depth_removes_its_hooks():
                 if left else [])
 
 
-@pytest.mark.parametrize("block", BLOCKS)
-def test_prediction_agrees_with_the_measurement(block):
-    predicted = exercise.predict().get(block)
-    assert predicted in WORDS, f"predict()[{block!r}] is {predicted!r}; it must be one of {WORDS}"
+def problems_with_prediction(predicted):
+    """A prediction of the right form, one of WORDS for every block; whether it is right is not graded."""
+    if not isinstance(predicted, dict):
+        return [f"predict() returned {predicted!r}; it must be a dict {{block: word}}, one word of {WORDS} per block"]
+    return [f"predict()[{block!r}] is {predicted.get(block)!r}; it must be one of {WORDS}" for block in BLOCKS
+            if predicted.get(block) not in WORDS]
+
+
+def how_far(block, predicted):
+    """A line for the student: the prediction next to the similarity after the last block, and how far apart."""
     measured = reference(block)[-1]
-    question = {"pre_ln": "c", "no_attn_skip_unshaped": "a", "no_attn_skip": "b"}[block]
-    assert predicted == bucket(measured), (f"{block}: you predicted {predicted!r}, the similarity after the last "
-                                           f"block is {measured:.2f} ({bucket(measured)!r}): why? (question "
-                                           f"{question}; then correct predict() and your comment)")
+    steps = abs(WORDS.index(predicted) - WORDS.index(bucket(measured)))
+    verdict = "as predicted" if steps == 0 else f"{'one step' if steps == 1 else 'two steps'} off: question " \
+                                                f"{QUESTION[block]} says why"
+    return f"{block:23} predicted {predicted!r:12} measured {measured:.2f} ({bucket(measured)}): {verdict}"
+
+
+def test_prediction_is_recorded():
+    """Any honest guess passes: the prediction is reported next to the measurement at the end of the run."""
+    predicted = exercise.predict()
+    problems = problems_with_prediction(predicted)
+    if not problems:
+        for block in BLOCKS:
+            note("exercise 2, attention_skip: your prediction next to the measurement (not graded)",
+                 how_far(block, predicted[block]))
+    assert_none(problems)

@@ -20,9 +20,11 @@ Measure "alike" as the mean cosine similarity over all pairs of positions.
        python -m exercises.tasks.attention_skip
    to print the similarity entering block 0 and after every third block.
 3. Check:  python -m pytest exercises -k attention_skip
-   The check measures again with its own code and compares. Did your prediction
-   survive? If not, do not just copy the table: find out why (questions below),
-   then correct predict() and your comments.
+   The check measures again with its own code and compares your measurement with
+   it. Your prediction is not graded: any of the three words passes, and the end
+   of the check's output shows it next to the measurement. Where it was off, leave
+   it as you wrote it: find out why (questions below) and add what you learned as
+   a comment beside it.
 
 The model is fixed by build() below: width 128, 2 heads, T = 64, 18 blocks.
 
