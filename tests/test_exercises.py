@@ -228,3 +228,39 @@ def test_attention_skip_reports_the_prediction_and_grades_the_measurement():
     assert check.problems_with_similarity_by_depth(similarity_by_depth, "pre_ln") == []
     assert "one block early" in failure(check.problems_with_similarity_by_depth(one_block_early, "pre_ln"))
 
+
+def test_centring_check_names_the_sign_the_halves_the_late_record_and_the_derivation():
+    import torch
+
+    from blocks.parts import uniform_causal_matrix
+    from exercises.checks import test_centring as check
+    from exercises.solutions import centring as solution
+
+    def centring_added(T, alpha, beta, gamma=None):
+        C = uniform_causal_matrix(T).double()
+        return alpha * torch.eye(T, dtype=torch.float64) + (beta + (gamma or 0.0)) * C
+
+    def halves_swapped(model, idx):
+        measured = solution.first_gradients(model, idx)
+        return measured | {"W_Q": measured["W_K"], "W_K": measured["W_Q"]}
+
+    def recorded_after_the_update(block, steps=3):
+        model, idx = solution.build(block), solution.tokens()
+        optimizer = model.configure_optimizers(weight_decay=0.1, learning_rate=1e-3)
+        measured = []
+        for _ in range(steps):
+            solution.first_gradients(model, idx)
+            optimizer.step()
+            measured.append(solution.first_gradients(model, idx))
+        return measured
+
+    assert check.problems_with_matrix(solution.matrix_at_zero_logits) == []
+    assert "+ gamma C: the centring term is subtracted" in failure(check.problems_with_matrix(centring_added))
+    message = failure(check.problems_with_first_gradients(halves_swapped))
+    assert "W_Q and W_K are swapped" in message and "no_attn_skip, at initialisation" in message
+    assert "one step late" in failure(check.problems_with_steps(recorded_after_the_update))
+    assert check.problems_with_derivation(solution.first_learning_step()) == []
+    wrong = solution.first_learning_step() | {"no_attn_skip": {"W_Q": 1, "W_K": 1}}  # "W_K learns at once"
+    message = failure(check.problems_with_derivation(wrong))
+    assert message.startswith("1 problem") and "no_attn_skip, W_K: you derived step 1" in message
+    assert "is 0 while q = 0" in message
