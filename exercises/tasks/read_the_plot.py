@@ -14,7 +14,8 @@ results/ladder/compare.json (and the plot assets/ladder.png). Its
 where curve has one point per evaluation, time_seconds being the training time
 up to that step (evaluations excluded). The paper's question is not only
 "which block reaches the lowest loss?" but "which block gets to a given loss
-soonest, per step and per second?" (Fig. 1, 5, 6). Answer it from the numbers.
+soonest, per step and per second?" (per second its Fig. 5; per step v1 Fig. 23 /
+v2 Fig. 26). Answer it from the numbers.
 
 "Reaching" a loss means an evaluation at or below it.
 
