@@ -4,8 +4,9 @@ Exercise 9 · ladder step 3, sas -> sas_p · a sweep: beta_FF's starting value, 
 Task
 ----
 With no skip left, sas_p's block at initialisation is out = H + beta_FF MLP(H),
-and the paper starts beta_FF at 0.1, "O(1/sqrt(depth))" (§4.1; --mlp_gain in
-train.py). How much does that choice matter? Write a small sweep: train the same
+and the paper starts beta_FF at 0.1 (§4.1; --mlp_gain in train.py), a value the
+official code's config says to scale as "O(1/sqrt(depth))". How much does that
+choice matter? Write a small sweep: train the same
 model once per value of one setting, everything else fixed, and compare.
 
 1. sweep(setting, values, flags, out_dir): for each value, in order, train with
