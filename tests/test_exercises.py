@@ -89,6 +89,7 @@ def test_predictions_are_reported_at_the_end_of_the_run(graded_folders):
     log = (graded_folders["solutions"] / "log.txt").read_text()
     assert "exercise 2, attention_skip: your prediction next to the measurement (not graded)" in log
     assert "no_attn_skip_unshaped   predicted 'collapsed'  measured 1.00 (collapsed): as predicted" in log
+    assert "exercise 14, depth: your prediction next to results/depth/compare.json (not graded)" in log
 
 
 # -----------------------------------------------------------------------------
@@ -210,14 +211,16 @@ def test_read_the_plot_check_names_step_for_seconds_and_strict_below(tmp_path):
 
 
 def test_attention_skip_reports_the_prediction_and_grades_the_measurement():
+    from exercises.checks import problems_with_prediction
     from exercises.checks import test_attention_skip as check
     from exercises.solutions.attention_skip import similarity_by_depth
 
     wrong_but_honest = dict.fromkeys(check.BLOCKS, "apart")
-    assert check.problems_with_prediction(wrong_but_honest) == []  # any honest guess passes
+    assert problems_with_prediction(wrong_but_honest, check.BLOCKS, check.WORDS) == []  # any honest guess passes
     assert check.how_far("no_attn_skip_unshaped", "apart").endswith("two steps off: question a says why")
     assert check.how_far("no_attn_skip", "apart").endswith("as predicted")
-    message = failure(check.problems_with_prediction({"pre_ln": "maybe", "no_attn_skip": "apart"}))
+    message = failure(problems_with_prediction({"pre_ln": "maybe", "no_attn_skip": "apart"}, check.BLOCKS,
+                                               check.WORDS))
     assert message.startswith("2 problems") and "predict()['pre_ln'] is 'maybe'" in message
     assert "predict()['no_attn_skip_unshaped'] is None" in message
 
@@ -264,3 +267,38 @@ def test_centring_check_names_the_sign_the_halves_the_late_record_and_the_deriva
     message = failure(check.problems_with_derivation(wrong))
     assert message.startswith("1 problem") and "no_attn_skip, W_K: you derived step 1" in message
     assert "is 0 while q = 0" in message
+
+
+def test_depth_check_names_the_place_in_the_file_and_the_mean_and_reports_the_prediction(tmp_path):
+    from exercises.checks import problems_with_prediction
+    from exercises.checks import test_depth as check
+    from exercises.solutions import depth as solution
+
+    assert check.problems_with_changes(solution.change_with_depth, tmp_path) == []
+    assert check.problems_with_beyond(solution.beyond_the_seeds, tmp_path) == []
+
+    def by_place_in_the_file(report):  # the first entry of a block taken as the shallow one
+        losses = {}
+        for entry in report["results"]:
+            losses.setdefault(entry["block"], []).append(entry["val_loss_by_seed"])
+        changes = {}
+        for block, (first, second) in ((b, l) for b, l in losses.items() if len(l) == 2):
+            by_seed = [b / a - 1 for a, b in zip(first, second)]
+            changes[block] = {"by_seed": by_seed, "mean": sum(by_seed) / len(by_seed)}
+        return changes
+
+    def change_of_the_means(report):
+        changes = solution.change_with_depth(report)
+        for block, by_depth in solution.by_block_and_depth(report).items():
+            changes[block]["mean"] = sum(by_depth[72]) / sum(by_depth[18]) - 1
+        return changes
+
+    message = failure(check.problems_with_changes(by_place_in_the_file, tmp_path))
+    assert message.startswith("1 problem") and "no_attn_skip" in message and "not the entry's place" in message
+    message = failure(check.problems_with_changes(change_of_the_means, tmp_path))
+    assert "sas: mean" in message and "not the change of the mean losses" in message
+    wrong_but_honest = dict.fromkeys(check.BLOCKS, "loses")
+    assert problems_with_prediction(wrong_but_honest, check.BLOCKS, check.WORDS) == []  # never graded
+    report = {"results": [{"block": "sas_p", "swept": {"n_layer": depth}, "val_loss_by_seed": losses}
+                          for depth, losses in ((18, [4.0, 4.1]), (72, [3.8, 3.9]))]}
+    assert check.measured(report) == {"sas_p": (pytest.approx(-0.0494, abs=1e-4), "gains")}

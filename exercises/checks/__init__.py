@@ -38,6 +38,21 @@ def note(heading, line):
     NOTES.setdefault(heading, []).append(line)
 
 
+def problems_with_prediction(predicted, keys, words):
+    """[] if predicted is a prediction of the right form, one of words for every key; whether it is right is
+    not graded."""
+    if not isinstance(predicted, dict):
+        return [f"predict() returned {predicted!r}; it must be a dict with one of {words} for each of {keys}"]
+    return [f"predict()[{key!r}] is {predicted.get(key)!r}; it must be one of {words}" for key in keys
+            if predicted.get(key) not in words]
+
+
+def how_far_off(predicted, measured, words):
+    """How far a prediction was from the measurement, words being in order: "as predicted", "one step off", ..."""
+    steps = abs(words.index(predicted) - words.index(measured))
+    return ["as predicted", "one step off", "two steps off"][steps]
+
+
 def assert_none(problems):
     """Fail with every problem found, or pass if there is none.
 

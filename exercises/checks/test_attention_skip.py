@@ -5,7 +5,7 @@ import functools
 import pytest
 import torch
 
-from exercises.checks import assert_none, note, under_test
+from exercises.checks import assert_none, how_far_off, note, problems_with_prediction, under_test
 from model import GPT, GPTConfig
 
 exercise = under_test("attention_skip")
@@ -109,27 +109,18 @@ def test_similarity_by_depth_removes_its_hooks():
                 if left else [])
 
 
-def problems_with_prediction(predicted):
-    """A prediction of the right form, one of WORDS for every block; whether it is right is not graded."""
-    if not isinstance(predicted, dict):
-        return [f"predict() returned {predicted!r}; it must be a dict {{block: word}}, one word of {WORDS} per block"]
-    return [f"predict()[{block!r}] is {predicted.get(block)!r}; it must be one of {WORDS}" for block in BLOCKS
-            if predicted.get(block) not in WORDS]
-
-
 def how_far(block, predicted):
     """A line for the student: the prediction next to the similarity after the last block, and how far apart."""
     measured = reference(block)[-1]
-    steps = abs(WORDS.index(predicted) - WORDS.index(bucket(measured)))
-    verdict = "as predicted" if steps == 0 else f"{'one step' if steps == 1 else 'two steps'} off: question " \
-                                                f"{QUESTION[block]} says why"
-    return f"{block:23} predicted {predicted!r:12} measured {measured:.2f} ({bucket(measured)}): {verdict}"
+    verdict = how_far_off(predicted, bucket(measured), WORDS)
+    why = "" if verdict == "as predicted" else f": question {QUESTION[block]} says why"
+    return f"{block:23} predicted {predicted!r:12} measured {measured:.2f} ({bucket(measured)}): {verdict}{why}"
 
 
 def test_prediction_is_recorded():
     """Any honest guess passes: the prediction is reported next to the measurement at the end of the run."""
     predicted = exercise.predict()
-    problems = problems_with_prediction(predicted)
+    problems = problems_with_prediction(predicted, BLOCKS, WORDS)
     if not problems:
         for block in BLOCKS:
             note("exercise 2, attention_skip: your prediction next to the measurement (not graded)",
