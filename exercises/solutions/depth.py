@@ -107,6 +107,6 @@ def table(report, predicted):
 if __name__ == "__main__":
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT
     if not path.exists():
-        sys.exit(f"no {path}: train the depth experiment with python compare.py config/depth.py, then pass "
-                 f"its compare.json, out/depth/compare.json")
+        sys.exit(f"error: no {path}: train the depth experiment with python compare.py config/depth.py, then "
+                 f"pass its compare.json, out/depth/compare.json")
     print(table(load(path), predict()))

@@ -102,6 +102,6 @@ def report(results, loss=4.0, baseline="pre_ln"):
 if __name__ == "__main__":
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT
     if not path.exists():
-        sys.exit(f"no {path}: train the ladder with python compare.py config/ladder.py, then pass "
+        sys.exit(f"error: no {path}: train the ladder with python compare.py config/ladder.py, then pass "
                  f"out/compare/compare.json")
     print(report(load(path), loss=float(sys.argv[2]) if len(sys.argv) > 2 else 4.0))
