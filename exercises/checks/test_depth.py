@@ -150,6 +150,8 @@ def test_prediction_is_recorded():
         readings = measured(json.loads(COMMITTED.read_text()))
         for block in (block for block in BLOCKS if block in readings):
             change, word = readings[block]
+            verdict = how_far_off(predicted[block], word, WORDS)
+            why = "" if verdict == "as predicted" else ": questions a and b"
             note(heading, f"{block:14} predicted {predicted[block]!r:17} measured {change:+.1%} ({word}): "
-                          f"{how_far_off(predicted[block], word, WORDS)}")
+                          f"{verdict}{why}")
     assert_none(problems)
