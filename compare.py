@@ -263,8 +263,8 @@ def table(results, speed=True):
     batches). Without speed, no speed columns (the runs shared the machine)."""
     base = results[0]
     speed_columns = ["steps/s", f"speed vs {base['group']}"] if speed else []
-    header = ["block", "params", "non-emb. params", "train loss", "val loss", f"val vs {base['group']}",
-              *speed_columns, "peak memory"]
+    header = ["block", "params", "non-emb. params", "train loss", "val loss" + over_seeds(results),
+              f"val vs {base['group']}", *speed_columns, "peak memory"]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for r in results:
         differences = [v / b - 1 for v, b in zip(r["val_loss_by_seed"], base["val_loss_by_seed"])]
@@ -288,7 +288,7 @@ def sweep_table(results):
     rows = {}
     for r in results:
         rows.setdefault(series(r, name), {})[r["swept"][name]] = r
-    header = [" ".join(["block", *(other for other in results[0]["swept"] if other != name)]),
+    header = [" ".join(["block", *(other for other in results[0]["swept"] if other != name)]) + over_seeds(results),
               *(f"{name}={value}" for value in values), f"{name}={values[-1]} vs {values[0]}"]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for label, cells in rows.items():
@@ -302,6 +302,12 @@ def sweep_table(results):
     return "\n".join(lines)
 
 
+def over_seeds(results):
+    """What a loss is over several seeds, for a table's header; nothing for one seed."""
+    seeds = results[0]["seeds"]
+    return f" (seeds {', '.join(map(str, seeds))}: mean [lowest, highest])" if len(seeds) > 1 else ""
+
+
 def series(result, name):
     """A row's block, with its values of the swept settings other than name: what one line of a sweep shows."""
     return " ".join([result["block"], *(f"{other}={value}" for other, value in result["swept"].items()
@@ -309,15 +315,12 @@ def series(result, name):
 
 
 def markdown(report):
-    """compare.md, from compare.json's contents alone: the table of every run; with a sweep, the sweep's table;
-    with several seeds, which. The tables in README.md and tutorial.md are copies of it (tests/test_docs.py)."""
+    """compare.md, from compare.json's contents alone: the table of every run and, with a sweep, the sweep's
+    table. The tables in README.md and tutorial.md are copies of it (tests/test_docs.py)."""
     results, settings = report["results"], report["settings"]
     parts = [table(results, settings["speed"])]
     if settings["sweep"]:
         parts.append(sweep_table(results))
-    seeds = results[0]["seeds"]
-    if len(seeds) > 1:
-        parts.append(f"{len(seeds)} seeds ({', '.join(map(str, seeds))}): mean [lowest, highest]")
     return "\n\n".join(parts) + "\n"
 
 

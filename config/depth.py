@@ -3,7 +3,7 @@
 # Pre-LN, the V-SkipInit baseline (no_attn_skip), SAS and SAS-P, each at both depths, two seeds each.
 # Narrow (width 64, two heads of 32) and short (T = 64) so that 72 blocks train on a CPU. The rest is the
 # paper's depth recipe where it applies: an MLP 2d wide, beta_FF 0.2 at 18 blocks and 0.1 at 72, and peak
-# learning rate 1e-3, lowered for V-SkipInit as the paper had to (3e-4 at 18 blocks, 1e-4 at 72; §4.3).
+# learning rate 1e-3, lowered for V-SkipInit as the paper had to (3e-4 at 18 blocks, 1e-4 at 72; §5, App. D.1).
 
 blocks = "pre_ln,no_attn_skip,sas,sas_p"
 sweep = "n_layer=18,72"

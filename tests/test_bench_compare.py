@@ -135,7 +135,7 @@ def test_compare_over_seeds_reuses_the_first_and_shows_mean_and_spread(tiny_data
     assert len(r["curves_by_seed"]) == 2 and len(r["curve"]) == 2
     low, high = sorted(r["val_loss_by_seed"])
     table = (tmp_path / "compare.md").read_text()
-    assert f"{r['val_loss']:.3f} [{low:.3f}, {high:.3f}]" in table and "2 seeds (1337, 7)" in table
+    assert f"{r['val_loss']:.3f} [{low:.3f}, {high:.3f}]" in table and "(seeds 1337, 7: mean [lowest, highest])" in table
 
 
 def test_compare_sweeps_a_setting_with_a_row_per_value(tiny_dataset, tmp_path):
@@ -197,7 +197,7 @@ def test_compare_crosses_two_swept_settings_into_a_table_by_value(tmp_path):
     report = {"settings": {"sweep": cfg.sweep, "speed": False}, "results": results}
     text = compare.markdown(report)
     assert "steps/s" not in text  # the runs shared the machine: no speed
-    assert ("| block vp_base | vp_gain=0.0 | vp_gain=0.5 | vp_gain=0.5 vs 0.0 |\n|---|---:|---:|---:|\n"
+    assert ("| block vp_base (seeds 0, 1: mean [lowest, highest]) | vp_gain=0.0 | vp_gain=0.5 | vp_gain=0.5 vs 0.0 |\n|---|---:|---:|---:|\n"
             "| sas_vp vp_base=identity | 5.100 [5.000, 5.200] | 5.480 [5.460, 5.500] | +7.5% [+5.0%, +10.0%] |\n"
             "| sas_vp vp_base=orthogonal | 6.000 [6.000, 6.000] | 6.600 [6.600, 6.600] | +10.0% [+10.0%, +10.0%] |"
             ) in text

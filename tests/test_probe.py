@@ -110,6 +110,9 @@ def test_cli_writes_json_and_plot(tiny_dataset, tmp_path):
     assert set(report["results"]) == {"pre_ln", "sas"}
     assert len(report["results"]["sas"]["cosine"]) == 4 and len(report["results"]["sas"]["entropy"]) == 3
     assert (tmp_path / "init.png").stat().st_size > 0
+    import probe
+    assert (tmp_path / "init.md").read_text() == probe.markdown(report)  # the table a page copies
+    assert "| sas | " in probe.markdown(report)
 
 
 def test_checkpoint_probe_reports_learned_gains(tiny_dataset, tmp_path, capsys):
@@ -144,7 +147,7 @@ def test_a_run_without_gains_or_shaped_attention_gets_only_its_signal_figure(tin
     run = tmp_path / "pre_ln"
     train.train(*train.settings(tiny_flags(tiny_dataset, run, block="pre_ln")))
     probe.probe(probe.ProbeConfig(checkpoints=str(run), out=str(tmp_path / "probe"), device="cpu"))
-    assert sorted(path.name for path in (tmp_path / "probe").iterdir()) == ["trained.json", "trained.png"]
+    assert sorted(path.name for path in (tmp_path / "probe").iterdir()) == ["trained.json", "trained.md", "trained.png"]
 
 
 def test_shaped_attention_matrices_at_initialisation_are_c_and_the_identity():
