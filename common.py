@@ -3,6 +3,8 @@ What every script shares: the exit status convention, and device, precision and 
 """
 
 import ctypes
+import platform
+import re
 import sys
 import time
 from contextlib import nullcontext
@@ -12,6 +14,28 @@ import torch
 from checkpoint import CheckpointError
 from configurator import ConfigError
 from data.bpe import DataError
+
+# ---------------------------------------------------------------------------------------------------
+# the oldest torch this code runs on
+
+# torch.cpu._is_avx512_bf16_supported (cpu_has_native_bfloat16) came in 2.5; fused AdamW on a CPU in 2.4; 2.3 added
+# torch.amp.GradScaler for any device and torch.nn.attention.sdpa_kernel (the tests); 2.2 the cuDNN attention switch
+# (enable_cudnn_sdp) and init_process_group's device_id. Newer releases are fine: Colab ships its own torch.
+OLDEST_TORCH = (2, 5)
+
+
+def torch_too_old(version):
+    """One line saying why this code cannot run on this torch version string, or None if it can."""
+    major_minor = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    if major_minor >= OLDEST_TORCH:
+        return None
+    return (f"torch {version} is older than {'.'.join(map(str, OLDEST_TORCH))}, the oldest release this code runs on "
+            f"(README, On a GPU); install the pinned one: pip install -r requirements.txt")
+
+
+if problem := torch_too_old(torch.__version__):  # every script imports this module before it calls torch
+    sys.exit(f"error: {problem}")
+
 
 # ---------------------------------------------------------------------------------------------------
 # exit statuses, the same for every script
@@ -47,20 +71,26 @@ def pyplot():
 
 def pick_device(name):
     """The device to run on: auto picks cuda, then mps, then cpu. On a GPU, float32 matmuls run in TF32
-    from here on, for every script alike; on a CPU, freed memory is kept for reuse (keep_freed_memory)."""
+    from here on, for every script alike, and cuda:N becomes the current GPU (else torch would open a context,
+    and pin memory, on GPU 0 too); on a CPU, freed memory is kept for reuse (keep_freed_memory)."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     try:
-        kind = torch.device(name).type
+        device = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"--device={name} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
     available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if not available.get(kind, False):
+    if not available.get(device.type, False):
         raise ConfigError(f"--device={name} is not available on this machine; use --device=auto")
-    if kind == "cuda":
+    if device.type == "cuda":
+        if device.index is not None:
+            if device.index >= torch.cuda.device_count():
+                raise ConfigError(f"--device={name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                                  f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+            torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    if kind == "cpu":
+    if device.type == "cpu":
         keep_freed_memory()
     return name
 
@@ -87,49 +117,76 @@ def device_name(device):
     return torch.cuda.get_device_name(device) if device.startswith("cuda") else torch.device(device).type
 
 
-def pick_dtype(name, device):
+def cpu_has_native_bfloat16():
+    """Whether this CPU has bfloat16 instructions; without them torch emulates bfloat16, several times slower
+    than float32. x86: AVX512-BF16 (Intel since Cooper Lake, every Xeon with AMX, AMD since Zen 4). Arm: the
+    BF16 extension (Graviton 3, Apple M2 and later), as oneDNN reads it. This is the one place that asks; the
+    tests switch it on and off (tests/conftest.py), whatever the machine running them has."""
+    if platform.machine().lower() in ("x86_64", "amd64", "x86", "i386", "i686"):
+        return torch.cpu._is_avx512_bf16_supported()
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def gpu_capability(device):
+    """The CUDA GPU's compute capability, as (major, minor)."""
+    return tuple(torch.cuda.get_device_capability(device))
+
+
+def native_precision(dtype, device):
+    """Whether this device multiplies dtype matrices in hardware. float32: everywhere. bfloat16: on GPUs of
+    compute capability 8.0 and later (A100, H100, L4, RTX 30xx/40xx; torch.cuda.is_bf16_supported() says yes on a
+    T4 and a V100 too, but counts emulation) and on CPUs with bfloat16 instructions. float16: on CUDA GPUs.
+    Elsewhere (float16 on a CPU, 16-bit on MPS, where this code does not autocast) it is emulated or unused."""
+    kind = torch.device(device).type
+    if dtype == "float32":
+        return True
+    if kind == "cuda":
+        return dtype == "float16" or gpu_capability(device) >= (8, 0)
+    return kind == "cpu" and dtype == "bfloat16" and cpu_has_native_bfloat16()
+
+
+def pick_dtype(name, device, stop=()):
     """The autocast precision for a --dtype setting on this device, and why, in a few words.
 
-    auto: on a GPU, bfloat16 where it is native (compute capability 8.0 and later: A100, H100, L4,
-    RTX 30xx/40xx), else float16 with a grad scaler (T4, V100: torch.cuda.is_bf16_supported() says yes
-    there too, but it counts emulation, several times slower). On a CPU, whichever of float32 and
-    bfloat16 multiplies matrices faster here, measured: CPUs differ (4x faster in bfloat16 on one,
-    1.7x slower on another)."""
+    auto: on a GPU, bfloat16 where it is native (compute capability 8.0 and later), else float16 with a grad
+    scaler (T4, V100). On a CPU with bfloat16 instructions, whichever of float32 and bfloat16 multiplies matrices
+    faster here, measured: CPUs differ; on one without them, float32. A precision set by name is kept even where
+    it is only emulated: emulation_warning says what it costs. On MPS this code trains in float32."""
     kind = torch.device(device).type
-    if kind == "cuda":
-        capability = "{}.{}".format(*torch.cuda.get_device_capability(device))
-        native_bf16 = float(capability) >= 8.0
-        if name == "auto":
-            return ("bfloat16", "native on this GPU") if native_bf16 else \
-                ("float16", f"no native bfloat16 below compute capability 8.0 (this GPU: {capability})")
-        if name == "bfloat16" and not native_bf16:
-            raise ConfigError(f"--dtype=bfloat16 is only emulated on this GPU (compute capability {capability}), "
-                              f"several times slower; use --dtype=float16")
-        return name, "as set"
-    if name == "float16":
-        raise ConfigError(f"--dtype=float16 is for CUDA GPUs; use --dtype=bfloat16 or float32 on {kind}")
-    cpu_bf16 = kind == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    if name == "bfloat16" and not cpu_bf16:
-        raise ConfigError(f"--dtype=bfloat16 is not supported on {kind} here; use --dtype=float32")
+    if kind == "mps" and name in ("bfloat16", "float16"):
+        raise ConfigError(f"--dtype={name}: on MPS this code trains in float32 (it does not autocast there); "
+                          f"use --dtype=auto or float32")
     if name != "auto":
         return name, "as set"
-    if not cpu_bf16:
-        return "float32", f"no bfloat16 on {kind} here"
-    speedup = matmul_seconds(device, "float32") / matmul_seconds(device, "bfloat16")
+    if kind == "cuda":
+        capability = "{}.{}".format(*gpu_capability(device))
+        return ("bfloat16", "native on this GPU") if native_precision("bfloat16", device) else \
+            ("float16", f"no native bfloat16 below compute capability 8.0 (this GPU: {capability})")
+    if not native_precision("bfloat16", device):
+        return "float32", f"no native bfloat16 on {kind} here"
+    speedup = matmul_speed(device, "bfloat16", stop) / matmul_speed(device, "float32", stop)
     return ("bfloat16" if speedup > 1.1 else "float32"), f"bfloat16 matmuls {speedup:.1f}x float32's speed here"
 
 
-def matmul_seconds(device, dtype, n=1024, repeats=3):
-    """The best time of a few n x n matmuls in dtype: a fraction of a second in all."""
-    a, b = (torch.randn(n, n, device=device, dtype=getattr(torch, dtype)) for _ in range(2))
-    a @ b  # warm up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return min(times)
+def emulation_warning(dtype, device, stop=()):
+    """None where this device computes dtype natively; else one line saying that it is emulated here, and how fast
+    its matmuls ran against those of the precision --dtype=auto picks, measured in a fraction of a second."""
+    if native_precision(dtype, device):
+        return None
+    kind = torch.device(device).type
+    where = {"bfloat16": "this CPU has no bfloat16 instructions", "float16": "float16 is a GPU precision: most CPUs have no float16 units"}[dtype] \
+        if kind == "cpu" else "bfloat16 units came with compute capability 8.0; this GPU has {}.{}".format(
+            *gpu_capability(device))
+    auto, _ = pick_dtype("auto", device, stop)
+    speed = matmul_speed(device, dtype, stop) / matmul_speed(device, auto, stop)
+    return (f"--dtype={dtype} is emulated here ({where}): its matmuls ran at {speed:.2f}x {auto}'s speed; "
+            f"--dtype=auto would train in {auto}")
+
+
+def matmul_speed(device, dtype, stop=()):
+    """A quick measure of the dense matmul rate in dtype, FLOP/s, to compare precisions: a fraction of a second."""
+    return measure_matmul_flops(device, dtype, n=4096 if device.startswith("cuda") else 1024, rounds=3, seconds=0.05,
+                                stop=stop)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -153,7 +210,7 @@ def use_attention_kernel(kernel):
     torch.backends.cuda.enable_math_sdp(True)  # the fallback where no fused kernel takes the inputs
 
 
-def pick_attention(name, device, dtype, shape):
+def pick_attention(name, device, dtype, shape, stop=()):
     """The attention kernel for an --attention setting on this device, and why, in a few words.
     shape: (batch, heads, T, head size, layers) of the run's attention.
 
@@ -161,31 +218,37 @@ def pick_attention(name, device, dtype, shape):
     faster here, timed in a fraction of a second: CPUs and precisions differ (README, Benchmarks: on one
     CPU the explicit kernel wins in bfloat16 at short T and loses in float32). Explicit only where it wins
     by more than 10%, so that a close call does not flip between runs, and only where the T x T matrices
-    it keeps for the backward pass of every layer take at most 1 GiB."""
+    it keeps for the backward pass of every layer take at most 1 GiB. In a precision the CPU only emulates
+    (tens of times slower) the kernels are timed on one sequence, not the whole batch."""
     if name != "auto":
         return name, "as set"
     if not device.startswith("cpu"):
         return "fused", "on a GPU"
-    batch, heads, T, _, layers = shape
+    batch, heads, T, head_size, layers = shape
     matrices = layers * batch * heads * T * T * 4  # float32 attention probabilities, one matrix per head
     if matrices > EXPLICIT_MEMORY:
         return "fused", f"explicit would keep {matrices / 2**30:.1f} GiB of T x T matrices"
-    speedup = attention_seconds("fused", device, dtype, shape) / attention_seconds("explicit", device, dtype, shape)
+    timed = shape if native_precision(dtype, device) else (1, *shape[1:])
+    speedup = attention_seconds("fused", device, dtype, timed, stop=stop) / \
+        attention_seconds("explicit", device, dtype, timed, stop=stop)
     return ("explicit" if speedup > 1.1 else "fused"), f"explicit {speedup:.1f}x fused's speed here at T={T}"
 
 
-def attention_seconds(kernel, device, dtype, shape, repeats=3):
-    """The best time of a few forward and backward passes of causal SDPA on one layer's q, k, v, on kernel."""
+def attention_seconds(kernel, device, dtype, shape, repeats=3, seconds=1.0, stop=()):
+    """The best time of a few forward and backward passes of causal SDPA on one layer's q, k, v, on kernel,
+    after one untimed pass: fewer once `seconds` have gone by, or once `stop` holds a signal (train.py's Ctrl-C)."""
     batch, heads, T, head_size, _ = shape
     q, k, v = (torch.randn(batch, heads, T, head_size, device=device, dtype=getattr(torch, dtype),
                            requires_grad=True) for _ in range(3))
     use_attention_kernel(kernel)
-    times = []
-    for _ in range(repeats + 1):  # the first is a warm-up
+    times, start = [], time.perf_counter()
+    while len(times) < repeats + 1:  # the first is a warm-up
         t0 = time.perf_counter()
         torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward()
         synchronize(device)
         times.append(time.perf_counter() - t0)
+        if len(times) >= 2 and (time.perf_counter() - start > seconds or stop):
+            break
     use_attention_kernel("fused")
     return min(times[1:])
 
@@ -221,15 +284,25 @@ def peak_memory(device):
     return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux KiB
 
 
-def measure_matmul_flops(device, dtype, n=None, rounds=5, seconds=0.2):
+def measure_matmul_flops(device, dtype, n=None, rounds=5, seconds=0.2, stop=()):
     """This machine's dense matmul rate in dtype, in FLOP/s: the peak that MFU is taken against.
     The best of several timed rounds after a warm-up: a busy neighbour, or a GPU still raising its
-    clock, can only make a round slower, never faster."""
-    n = n or (8192 if device.startswith("cuda") else 2048)  # large enough to reach the peak
-    a, b = (torch.randn(n, n, device=device, dtype=getattr(torch, dtype)) for _ in range(2))
-    for _ in range(3):
+    clock, can only make a round slower, never faster. The matrices grow from 256 x 256 up to n x n (large
+    enough to reach the peak) while the next size, 8 times the work, still fits in a round: a precision the
+    hardware only emulates, ten or a hundred times slower, is measured small, and the whole measurement takes
+    about rounds x seconds in any precision. It stops early, after a round, once `stop` holds a signal."""
+    n_max = n or (8192 if device.startswith("cuda") else 2048)
+    n = min(256, n_max)
+    while True:
+        a, b = (torch.randn(n, n, device=device, dtype=getattr(torch, dtype)) for _ in range(2))
+        a @ b  # warm up
+        synchronize(device)
+        t0 = time.perf_counter()
         a @ b
-    synchronize(device)
+        synchronize(device)
+        if n >= n_max or 8 * (time.perf_counter() - t0) > seconds or stop:
+            break
+        n = min(2 * n, n_max)
     best = 0.0
     for _ in range(rounds):
         count, start = 0, time.perf_counter()
@@ -238,6 +311,8 @@ def measure_matmul_flops(device, dtype, n=None, rounds=5, seconds=0.2):
             count += 1
             synchronize(device)
         best = max(best, 2 * n**3 * count / (time.perf_counter() - start))
+        if stop:
+            break
     if device.startswith("cuda"):  # the matrices were not the run's: free them, forget their peak memory
         del a, b
         torch.cuda.empty_cache()
@@ -245,22 +320,35 @@ def measure_matmul_flops(device, dtype, n=None, rounds=5, seconds=0.2):
     return best
 
 
-# Dense 16-bit tensor-core peaks (bfloat16 or float16 with float32 accumulation, no sparsity), TFLOP/s,
-# from NVIDIA's data sheets; matched against torch.cuda.get_device_name(), most specific name first.
-DATASHEET_TFLOPS = [
-    ("H100 PCIe", 756),  # H100 Tensor Core GPU data sheet (PCIe)
-    ("H100", 989),  # H100 data sheet (SXM: 1,979 with sparsity)
-    ("H200", 989),  # H200 Tensor Core GPU data sheet (SXM)
-    ("A100", 312),  # A100 Tensor Core GPU data sheet
-    ("L4", 121),  # L4 Tensor Core GPU data sheet (242 with sparsity)
-    ("T4", 65),  # T4 data sheet: mixed precision FP16/FP32
-    ("RTX 4090", 165.2),  # Ada Lovelace architecture whitepaper, FP16/BF16 with FP32 accumulate
-]
+# Dense 16-bit tensor-core peaks (bfloat16 or float16 with float32 accumulation, no sparsity), TFLOP/s, from
+# NVIDIA's data sheets, by the words of torch.cuda.get_device_name() ("Tesla T4", "NVIDIA H100 80GB HBM3",
+# "NVIDIA A100-SXM4-80GB", "NVIDIA L40S"). A GPU not listed gets no data sheet figure (None) rather than a guess.
+DATASHEET_TFLOPS = {
+    "H100": 989,  # H100 Tensor Core GPU data sheet: H100 SXM, 1,979 with sparsity (its name says HBM3, not SXM)
+    "H100 PCIe": 756,  # the same data sheet: H100 PCIe, 1,513 with sparsity
+    "H100 NVL": 835,  # the same data sheet: H100 NVL, 1,671 with sparsity
+    "H200": 989,  # H200 Tensor Core GPU data sheet: H200 SXM, 1,979 with sparsity
+    "H200 NVL": 835,  # the same data sheet: H200 NVL, 1,671 with sparsity
+    "A100": 312,  # A100 Tensor Core GPU data sheet: SXM and PCIe, 40 and 80 GB alike, 624 with sparsity
+    "A10": 125,  # A10 Tensor Core GPU data sheet: 250 with sparsity
+    "L4": 121,  # L4 Tensor Core GPU data sheet: 242 with sparsity
+    "L40": 181,  # L40 GPU data sheet: 362 with sparsity
+    "L40S": 362,  # L40S GPU data sheet: 733 with sparsity
+    "T4": 65,  # T4 Tensor Core GPU data sheet: mixed precision (FP16/FP32)
+    "V100 SXM2": 125,  # V100 Tensor Core GPU data sheet: tensor performance, SXM2
+    "V100 PCIe": 112,  # the same data sheet: PCIe
+    "RTX 4090": 165.2,  # Ada Lovelace architecture whitepaper: FP16/BF16 tensor, FP32 accumulate (330.3 sparse)
+}
 
 
 def datasheet_flops(device, dtype):
-    """The data sheet's peak FLOP/s for this GPU and a 16-bit dtype, or None where we do not know it."""
-    if not device.startswith("cuda") or dtype not in ("bfloat16", "float16"):
+    """The data sheet's peak FLOP/s for this GPU and a 16-bit dtype, or None where we do not know it (or where the
+    GPU only emulates bfloat16: no tensor core peak applies). The GPU's name is matched against every key as whole
+    words (so "L40S" is not the "L4", nor "RTX A1000" the "A100"), and the longest key that matches wins (so
+    "H100 NVL" is not the "H100")."""
+    if not device.startswith("cuda") or dtype not in ("bfloat16", "float16") or not native_precision(dtype, device):
         return None
     name = torch.cuda.get_device_name(device)
-    return next((tflops * 1e12 for key, tflops in DATASHEET_TFLOPS if key in name), None)
+    matching = [key for key in DATASHEET_TFLOPS if re.search(
+        r"(?<![A-Za-z0-9])" + r"[\s-]+".join(map(re.escape, key.split())) + r"(?![A-Za-z0-9])", name, re.IGNORECASE)]
+    return DATASHEET_TFLOPS[max(matching, key=len)] * 1e12 if matching else None

@@ -28,8 +28,9 @@ from tqdm import tqdm
 
 from blocks import BLOCKS
 from checkpoint import CheckpointError, append_log, load_checkpoint, read_log, run_dir, save_checkpoint
-from common import (ATTENTION_KERNELS, autocast, datasheet_flops, device_name, measure_matmul_flops, peak_memory,
-                    pick_attention, pick_device, pick_dtype, run_main, use_attention_kernel)
+from common import (ATTENTION_KERNELS, autocast, datasheet_flops, device_name, emulation_warning, measure_matmul_flops,
+                    native_precision, peak_memory, pick_attention, pick_device, pick_dtype, run_main,
+                    use_attention_kernel)
 from configurator import ConfigError, parse_config, setting
 from data import dataset_dir, load_dataset
 from model import GPT, GPTConfig, ModelSettings
@@ -68,7 +69,9 @@ class TrainConfig(ModelSettings):  # the model's shape settings (n_layer, n_embd
                                 choices=["stop", "skip"])
     # system
     device: str = setting("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-    dtype: str = setting("auto", "auto: bfloat16 where supported (CUDA, CPU), float16 + grad scaler on older GPUs",
+    dtype: str = setting("auto", "auto: bfloat16 where the hardware has it (GPUs from compute capability 8.0, CPUs "
+                                 "with bfloat16 instructions, where faster), float16 + grad scaler on older GPUs, else "
+                                 "float32; a precision set by name runs even where it is only emulated, with a warning",
                          choices=["auto", "float32", "bfloat16", "float16"])
     attention: str = setting("auto", "the kernel softmax attention runs on, in every block alike: fused (never "
                                      "builds the T x T matrix), explicit (builds it), or auto: fused on a GPU, the "
@@ -168,9 +171,15 @@ def processes(device_setting):
     if "RANK" not in os.environ:
         yield Processes(0, 1, device)
         return
-    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    rank, world_size, local_rank = (int(os.environ[name]) for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
     if device.startswith("cuda"):
-        device = f"cuda:{os.environ['LOCAL_RANK']}"
+        # one GPU per process: the local rank's, or the only one a cluster that gives each process its own GPU
+        # (CUDA_VISIBLE_DEVICES) lets it see
+        gpus = torch.cuda.device_count()
+        if gpus > 1 and local_rank >= gpus:
+            raise ConfigError(f"process {local_rank} on this node has no GPU of its own: {gpus} are visible; "
+                              f"start at most {gpus} processes per node")
+        device = f"cuda:{local_rank if gpus > 1 else 0}"
         torch.cuda.set_device(device)
     cuda = device.startswith("cuda")
     dist.init_process_group(backend="nccl" if cuda else "gloo", device_id=torch.device(device) if cuda else None)
@@ -253,25 +262,27 @@ def checkpoint(state, cfg, fingerprint):
         "data_rng": state.data_rng.get_state(), "torch_rng": torch.get_rng_state()})
 
 
-def train_step(model, state, micro_batches, cfg, ctx, device):
-    """One optimizer step over this process's micro-batches. Returns the mean loss over all processes'
-    micro-batches as a tensor on the device: reading it would make the host wait for the device, so the
-    loop reads losses back only when it logs or saves. With --on_nonfinite=skip it must look at once:
-    a non-finite loss then skips the update, and the step returns None."""
+def train_step(model, state, micro_batches, cfg, ctx, device, ddp=None):
+    """One optimizer step over this process's micro-batches (model: what to call; ddp: the DDP module inside
+    it, if several processes train). Returns the mean loss over all processes' micro-batches as a tensor on
+    the device: reading it would make the host wait for the device, so the loop reads losses back only when
+    it logs or saves. With --on_nonfinite=skip it must look at once: a non-finite loss then skips the
+    update, and the step returns None."""
     lr = learning_rate_at(state.step, cfg)
     for group in state.optimizer.param_groups:
         group["lr"] = lr
     loss_sum = torch.zeros((), device=device)
     for i, (x, y) in enumerate(micro_batches):
-        if isinstance(model, DDP):  # all-reduce the gradients only on the last micro-batch
-            model.require_backward_grad_sync = i == len(micro_batches) - 1
+        if ddp is not None:  # all-reduce the gradients only on the last micro-batch
+            ddp.require_backward_grad_sync = i == len(micro_batches) - 1
         with ctx:
             _, loss = model(x, y)
         loss = loss / len(micro_batches)  # the gradient of the mean over micro-batches
         state.scaler.scale(loss).backward()
         loss_sum += loss.detach()
-    if isinstance(model, DDP):
-        dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG)
+    if ddp is not None:  # a sum, then the mean: gloo averages only since torch 2.8
+        dist.all_reduce(loss_sum)
+        loss_sum /= dist.get_world_size()
     if cfg.on_nonfinite == "skip" and not torch.isfinite(loss_sum):
         state.optimizer.zero_grad(set_to_none=True)
         return None
@@ -292,13 +303,18 @@ def to_device(batch, device):
     return [tuple(t.to(device) for t in xy) for xy in batch]
 
 
+def validation_batches(windows, batch_size, procs):
+    """This process's share of the fixed validation windows, in batches (the last one may be smaller)."""
+    x_all, y_all = (t[procs.rank::procs.world_size] for t in windows)
+    return list(zip(x_all.split(batch_size), y_all.split(batch_size)))
+
+
 @torch.no_grad()
 def evaluate(model, windows, batch_size, ctx, procs):
     """Mean loss over the fixed validation windows, shared out over the processes."""
-    x_all, y_all = (t[procs.rank::procs.world_size] for t in windows)
     total, count = torch.zeros((), device=procs.device), torch.zeros((), device=procs.device)
     model.eval()
-    for x, y in zip(x_all.split(batch_size), y_all.split(batch_size)):
+    for x, y in validation_batches(windows, batch_size, procs):
         with ctx:
             _, loss = model(x.to(procs.device), y.to(procs.device))
         total += loss.float() * len(x)
@@ -310,14 +326,23 @@ def evaluate(model, windows, batch_size, ctx, procs):
     return (total / count).item()
 
 
-def warm_up(model, windows, batch_size, ctx, device):
-    """A forward and backward pass on validation windows, gradients dropped: it triggers torch.compile's
-    compilation and changes no state the run depends on (no weights, no random numbers)."""
-    x, y = (t[:batch_size].to(device) for t in windows)
+def warm_up(model, windows, batch_size, ctx, procs):
+    """Every pass the run will make, once, on validation windows, and dropped: a forward and backward pass at
+    the training shape (batch_size windows, repeated if the split has fewer), and evaluation's forward passes
+    in eval mode without gradients, at each batch size evaluate() uses (its last batch may be smaller). So
+    torch.compile compiles every graph before the first step, not in the middle of the run; nothing the run
+    depends on changes (no weights, no random numbers)."""
+    x, y = (t[torch.arange(batch_size) % len(t)].to(procs.device) for t in windows)
     with ctx:
         _, loss = model(x, y)
     loss.backward()
     model.zero_grad(set_to_none=True)
+    shapes = {len(x): (x, y) for x, y in validation_batches(windows, batch_size, procs)}
+    model.eval()
+    with torch.no_grad(), ctx:
+        for x, y in shapes.values():
+            model(x.to(procs.device), y.to(procs.device))
+    model.train()
 
 
 def open_dataset(cfg, ckpt, procs):
@@ -356,6 +381,43 @@ def open_run_folder(cfg, state, fingerprint, changes):
     return log
 
 
+def precision_and_kernel(cfg, ckpt, device, stop):
+    """The run's autocast precision and attention kernel, each with why in a few words, and for a resumed run
+    that changes them, one line saying how and why (else None).
+
+    A new run, or a setting given by name, is picked as pick_dtype and pick_attention say. A resumed run with
+    --dtype=auto keeps the precision it started with wherever this device computes it natively, and else
+    switches to what auto picks here: a checkpoint from a bfloat16 machine never trains several times slower on
+    one that only emulates bfloat16 (a CPU without bfloat16 instructions, a T4). With --attention=auto it keeps
+    its kernel on the same kind of device in the same precision, and else picks again: the explicit T x T
+    matrix a CPU run chose is the slow path on a GPU. Resume stays exact in what it continues (weights,
+    optimizer, data position, random state), but a new precision or kernel rounds the steps from here
+    differently from the machine the run started on."""
+    shape = (cfg.batch_size, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head, cfg.n_layer)
+    changes = []
+    if ckpt is None or cfg.dtype != "auto":
+        dtype, why = pick_dtype(cfg.dtype, device, stop)
+    elif native_precision(ckpt["dtype"], device):
+        dtype, why = ckpt["dtype"], "as the run started"
+    else:
+        dtype, why = pick_dtype("auto", device, stop)
+        changes.append(f"precision {ckpt['dtype']} -> {dtype} ({ckpt['dtype']} is only emulated here; "
+                       f"--dtype={ckpt['dtype']} --allow_changes keeps it, emulated)")
+    saved_kernel = ckpt.get("attention", "fused") if ckpt else None  # runs saved before the kernel was chosen: fused
+    if ckpt is None or cfg.attention != "auto":
+        attention, why_attention = pick_attention(cfg.attention, device, dtype, shape, stop)
+    elif ckpt["device"] == device_name(device) and dtype == ckpt["dtype"]:
+        attention, why_attention = saved_kernel, "as the run started"
+    else:
+        attention, why_attention = pick_attention("auto", device, dtype, shape, stop)
+        if attention != saved_kernel:
+            changes.append(f"attention {saved_kernel} -> {attention} ({why_attention})")
+    resumed = None if not changes else (
+        f"resuming on {device_name(device)} a run that started on {ckpt['device']}: {'; '.join(changes)}. The run "
+        f"continues exactly from its checkpoint, but its steps from here round differently from that machine's")
+    return dtype, why, attention, why_attention, resumed
+
+
 # -----------------------------------------------------------------------------
 # the training loop
 
@@ -365,15 +427,11 @@ def train(cfg, ckpt=None):
     "stopped_by"}: the signal's number if Ctrl-C or SIGTERM stopped the run early, else None."""
     with processes(cfg.device) as procs, stop_signals() as stop:
         device_type = torch.device(procs.device).type
-        # a resumed run keeps the precision and the attention kernel that auto picked for it: they are part of what
-        # it computes (runs saved before the kernel was chosen used the fused one)
-        dtype, why = (ckpt["dtype"], "as the run started") if ckpt and cfg.dtype == "auto" else \
-            pick_dtype(cfg.dtype, procs.device)
-        attention_shape = (cfg.batch_size, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head, cfg.n_layer)
-        attention, why_attention = (ckpt.get("attention", "fused"), "as the run started") \
-            if ckpt and cfg.attention == "auto" else pick_attention(cfg.attention, procs.device, dtype, attention_shape)
+        # the start-up measurements below are bounded in time and end early on Ctrl-C or SIGTERM
+        dtype, why, attention, why_attention, resumed = precision_and_kernel(cfg, ckpt, procs.device, stop)
         if procs.world_size > 1:  # the processes must compute alike: rank 0's measurements decide
-            dtype, why, attention, why_attention = same_on_every_process((dtype, why, attention, why_attention))
+            dtype, why, attention, why_attention, resumed = same_on_every_process(
+                (dtype, why, attention, why_attention, resumed))
         use_attention_kernel(attention)
         if cfg.grad_accum % procs.world_size:
             raise ConfigError(f"--grad_accum={cfg.grad_accum} must be a multiple of the {procs.world_size} processes")
@@ -382,37 +440,52 @@ def train(cfg, ckpt=None):
         state = start_or_resume(cfg, ckpt, ds.tokenizer.vocab_size, procs.device, dtype, attention)
         changes = changed_settings(ckpt["config"], cfg) if ckpt else {}  # allowed by --allow_changes
         ckpt = None  # free its memory
-        model = torch.compile(state.model) if cfg.compile else state.model
-        if procs.world_size > 1:
-            model = DDP(model, device_ids=[procs.device] if device_type == "cuda" else None)
+        ddp = DDP(state.model, device_ids=[procs.device] if device_type == "cuda" else None) \
+            if procs.world_size > 1 else None
+        # compiled around DDP, not inside it: dynamo then splits the graph at DDP's gradient buckets, so that each
+        # bucket's all-reduce overlaps the rest of the backward pass (DDP around a compiled model cannot)
+        model = torch.compile(ddp or state.model) if cfg.compile else ddp or state.model
         ctx = autocast(device_type, dtype)
-        if cfg.compile:  # compile now, so that no training step's time includes it
-            warm_up(model, val_windows, cfg.batch_size, ctx, procs.device)
+        if cfg.compile and not stop:  # compile now, so that no training step's time includes it
+            warm_up(model, val_windows, cfg.batch_size, ctx, procs)
         if procs.master:
             log = open_run_folder(cfg, state, ds.fingerprint, changes)
+            if resumed:
+                print(resumed)
             print(f"{cfg.block}: {state.model.num_params() / 1e6:.2f}M parameters, {cfg.tokens_per_step:,} tokens "
                   f"per step, {procs.device} {dtype} ({why}), {attention} attention ({why_attention})" +
                   (f", {procs.world_size} processes" if procs.world_size > 1 else ""))
-            log.peak_flops = {"mfu": measure_matmul_flops(procs.device, dtype),
+            if warning := emulation_warning(dtype, procs.device, stop):
+                print(f"warning: {warning}", file=sys.stderr)
+            log.peak_flops = {"mfu": measure_matmul_flops(procs.device, dtype, stop=stop),
                               "mfu_datasheet": datasheet_flops(procs.device, dtype)}
             log.flops_per_token = state.model.flops_per_token() / procs.world_size
 
         interval = Interval(state.step)
         bar = tqdm(total=cfg.max_steps, initial=state.step, disable=not procs.master, unit="step", dynamic_ncols=True)
-        while state.step < cfg.max_steps and not stop:
+        stopping = bool(stop) and procs.world_size == 1
+        while state.step < cfg.max_steps and not stopping:
             t0 = time.perf_counter()
             # every process draws the whole global batch (same generator, same windows) and keeps its share,
             # so the data seen does not depend on the number of processes
             x, y = ds.get_batch("train", cfg.batch_size * cfg.grad_accum, cfg.block_size, state.data_rng)
             micro_batches = list(zip(x.split(cfg.batch_size), y.split(cfg.batch_size)))[procs.rank::procs.world_size]
-            interval.add(train_step(model, state, to_device(micro_batches, procs.device), cfg, ctx, procs.device))
+            interval.add(train_step(model, state, to_device(micro_batches, procs.device), cfg, ctx, procs.device, ddp))
             state.step += 1
-            if procs.world_size > 1 and agree_to_stop(stop, procs.device) and not stop:
-                stop.append(signal.SIGTERM)  # another process was asked to stop
             last = state.step == cfg.max_steps
             evaluating = state.step % cfg.eval_interval == 0 or last
             logging = evaluating or state.step % cfg.log_interval == 0
-            saving = state.step % cfg.checkpoint_interval == 0 or last or stop
+            checkpointing = state.step % cfg.checkpoint_interval == 0 or last
+            if procs.world_size == 1:
+                stopping = bool(stop)
+            elif logging or checkpointing:
+                # the processes must stop at the same step; they agree where the host waits for the device anyway
+                # (asking every step would make it wait for the GPUs every step), so a stop waits for the next log
+                # or checkpoint step
+                stopping = agree_to_stop(stop, procs.device)
+                if stopping and not stop:
+                    stop.append(signal.SIGTERM)  # another process was asked to stop
+            saving = checkpointing or stopping
             if logging or saving:
                 interval.read_back(cfg)  # waits for the device; a non-finite loss stops the run here, unsaved
             dt = time.perf_counter() - t0

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ import torch
 import checkpoint
 import sample
 import train
+from blocks import BLOCKS
 from checkpoint import CheckpointError, load_checkpoint, read_log
 from configurator import ConfigError, parse_config
 from data.prepare import prepare
@@ -345,3 +347,75 @@ def test_ddp_two_processes_match_one(tiny_dataset, tmp_path):
         assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-4)
         if "val_loss" in a:
             assert b["val_loss"] == pytest.approx(a["val_loss"], abs=1e-4)
+
+
+def simulate_two_processes(monkeypatch):
+    """Run train() in this one process as rank 0 of two: the collectives do nothing, DDP wraps nothing."""
+    @contextmanager
+    def two_processes(device_setting):
+        yield train.Processes(0, 2, "cpu")
+
+    monkeypatch.setattr(train, "processes", two_processes)
+    monkeypatch.setattr(train, "DDP", lambda model, device_ids: model)
+    monkeypatch.setattr(train, "same_on_every_process", lambda values: values)
+    for name in ("all_reduce", "barrier"):
+        monkeypatch.setattr(train.dist, name, lambda *args, **kwargs: None)
+    monkeypatch.setattr(train.dist, "get_world_size", lambda: 2)
+
+
+def test_processes_agree_to_stop_only_where_they_log_or_save(tiny_dataset, tmp_path, monkeypatch):
+    """Agreeing reads a flag back from the device: under DDP the processes do it only at log and checkpoint
+    steps, where the loop waits for the device anyway. A Ctrl-C in step 2 stops them all at step 4."""
+    simulate_two_processes(monkeypatch)
+    steps, asked = [], []
+    step, agree = train.train_step, train.agree_to_stop
+    monkeypatch.setattr(train, "train_step", lambda *args: steps.append(1) or step(*args))
+    monkeypatch.setattr(train, "agree_to_stop", lambda stop, device: asked.append(len(steps)) or agree(stop, device))
+    flags = dict(grad_accum=2, log_interval=4, checkpoint_interval=6, eval_interval=12)
+    assert train.train(*tiny_config(tiny_dataset, tmp_path / "whole", **flags))["step"] == 12
+    assert asked == [4, 6, 8, 12]
+
+    steps.clear(), asked.clear()
+    signal_at(monkeypatch, 1)
+    final = train.train(*tiny_config(tiny_dataset, tmp_path / "stopped", **flags))
+    assert (final["step"], final["stopped_by"], asked) == (4, signal.SIGINT, [4])
+    assert load_checkpoint(tmp_path / "stopped" / "ckpt.pt")["step"] == 4
+
+
+def recording_compile(monkeypatch):
+    """torch.compile with a backend that records each graph dynamo hands it and runs it as it is (no code
+    generation: fast). Returns the list of graphs."""
+    graphs, compile = [], torch.compile
+
+    def recording_backend(graph, example_inputs):
+        graphs.append(graph)
+        return graph.forward
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: compile(model, backend=recording_backend, **kwargs))
+    return graphs
+
+
+def test_compile_compiles_every_graph_before_the_first_step(tiny_dataset, tmp_path, monkeypatch):
+    """train.py --compile: the training pass and evaluation's (eval mode, no gradients, a last batch of 2 of the
+    6 windows) are compiled by the warm-up; no step or evaluation compiles again."""
+    graphs = recording_compile(monkeypatch)
+    before_training = []
+    step = train.train_step
+    monkeypatch.setattr(train, "train_step", lambda *args: before_training.append(len(graphs)) or step(*args))
+    final = train.train(*tiny_config(tiny_dataset, tmp_path, compile=True, eval_windows=6, max_steps=6,
+                                     eval_interval=3))
+    assert final["step"] == 6 and final["val_loss"] is not None
+    assert 0 < before_training[0] == len(graphs)
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_every_block_compiles_into_one_graph_forward_and_backward(block):
+    """fullgraph=True: a graph break anywhere in the forward pass raises; aot_eager traces the backward too."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = train.GPT(train.GPTConfig(block=block, vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32))
+    x = torch.randint(0, 64, (2, 16))
+    _, loss = torch.compile(model, fullgraph=True, backend="aot_eager")(x, x)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
