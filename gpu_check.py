@@ -1,77 +1,182 @@
 """
-Check everything that only a CUDA GPU can show, in one command of a few minutes, and print a summary:
+Check everything that only a CUDA GPU can show, in one command, print a summary, and write it to
+results/gpu/<the GPU's name>.json and .md, small files meant to be committed:
 
     python gpu_check.py
 
-1. the test suite's CUDA tests (python -m pytest -m cuda): fused shaped attention against the explicit
-   matrix in float32, bfloat16 and float16, float32 gain gradients, 50 float16 steps with the grad
+1. cuda tests: the test suite's CUDA tests (python -m pytest -m cuda): fused shaped attention against the
+   explicit matrix in every precision the GPU has, float32 gain gradients, 50 float16 steps with the grad
    scaler, resume, a GPU checkpoint sampled on the CPU, torchrun with NCCL;
-2. train.py for 300 steps of pre_ln and sas_p at the default size: the validation loss must fall;
-3. bench.py at the paper's shape (18 x 768, T=128): pre_ln, sas and sas_p tokens/s, eager and compiled,
-   with MFU; and shaped attention's time against plain causal SDPA from T=128 to 4096.
-Exits 1 if a test or a run failed; the speed figures are reported against the targets, not asserted.
+2. training: train.py for 300 steps of pre_ln and sas_p at the default size: the validation loss must fall;
+3. throughput, eager and compiled: bench.py at the paper's shape (18 x 768, T=128), pre_ln, sas and sas_p
+   tokens/s and MFU, at a batch sized to the GPU's memory (bench_batch): at batch 16 an H100 waits on kernel
+   launches, not on the blocks;
+4. attention: shaped attention's time against plain causal SDPA, T = 128 to 4096.
+Each part runs on its own: one that fails (an out-of-memory error, a compile error) is reported in the summary
+with its error, and the others still run. Exits 1 if a part failed; the speed figures are reported against
+the targets, not asserted. With --tiny every part runs at a tiny size on any device (the test suite runs it on
+the CPU, where the CUDA tests are skipped).
+
+Expected time, not measured here (no GPU was at hand): about 5 to 7 minutes on an H100, most of it compiling
+three 18-layer models; on a T4 (Colab's free GPU, with 2 CPU cores to compile on) about 15 to 25 minutes.
 """
 
+import json
+import re
 import subprocess
 import sys
 import tempfile
+import time
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 import bench
 from checkpoint import read_log
+from common import device_name, pick_device, run_main
+from configurator import parse_config, setting
 
 ROOT = Path(__file__).parent
 
 
-def run(*args):
-    """Run a command in the repository, show its output as it comes; True if it succeeded."""
-    print(f"\n$ {' '.join(args)}", flush=True)
-    return subprocess.run([sys.executable, *args], cwd=ROOT).returncode == 0
+@dataclass
+class CheckConfig:
+    tiny: bool = setting(False, "every part at a tiny size, on any device: a check of the check itself")
+    device: str = setting("auto", "auto, cuda or cuda:N; with --tiny also cpu")
+    dataset: str = setting("stdlib", "the training part's dataset, as train.py takes it")
+    out: str = setting("results/gpu", "the folder the results go to, as <the GPU's name>.json and .md")
 
 
-def check_training(out):
-    """300 steps of pre_ln and sas_p; {block: (val losses, ok)}."""
-    runs = {}
+# the sizes of each part: the real check, and --tiny's
+TRAIN_FLAGS = {False: dict(max_steps=300, eval_interval=100),
+               True: dict(max_steps=30, eval_interval=10, n_layer=2, n_head=2, n_embd=32, block_size=32,
+                          batch_size=4, eval_windows=8, learning_rate=3e-3)}
+BENCH = {False: dict(shapes="paper", steps=6), True: dict(shapes="2x32x2", steps=2, vocab_size=64)}
+MAX_T = {False: 4096, True: 128}
+
+
+def bench_batch(device):
+    """Sequences per step in the throughput part: the paper's 128 (its 32 x 4 accumulated) where the GPU's
+    memory holds it, else 64 or 32. An estimate, not measured here: 18 x 768 at T=128 keeps roughly 0.1 GB of
+    activations per sequence in 16-bit, ~14 GB at 128."""
+    if not device.startswith("cuda"):
+        return 2
+    memory = torch.cuda.get_device_properties(device).total_memory / 2**30
+    return 128 if memory >= 40 else 64 if memory >= 20 else 32
+
+
+def cuda_tests(cfg, device):
+    if not device.startswith("cuda"):
+        return {"status": "skipped", "summary": "needs a CUDA GPU"}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "tests"], cwd=ROOT,
+                            capture_output=True, text=True)
+    print(result.stdout[-3000:], result.stderr[-3000:], sep="", flush=True)
+    last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "no output"
+    return {"status": "passed" if result.returncode == 0 else "failed", "summary": last}
+
+
+def training(cfg, device, out):
+    """train.py for a few hundred steps of pre_ln and sas_p: the validation loss must fall at every evaluation."""
+    runs, lines = {}, []
     for block in ("pre_ln", "sas_p"):
-        ok = run("train.py", f"--block={block}", "--max_steps=300", "--eval_interval=100", f"--out_dir={out}/{block}")
+        flags = {"block": block, "device": device, "dataset": cfg.dataset, "out_dir": f"{out}/{block}",
+                 "overwrite": True, **TRAIN_FLAGS[cfg.tiny]}
+        args = [sys.executable, "train.py", *(f"--{key}={value}" for key, value in flags.items())]
+        print(f"\n$ {' '.join(args[1:])}", flush=True)
+        status = subprocess.run(args, cwd=ROOT).returncode
         val = [row["val_loss"] for row in read_log(Path(out) / block / "log.jsonl") if "val_loss" in row]
-        runs[block] = (val, ok and len(val) == 3 and val[0] > val[1] > val[2])
-    return runs
+        falling = status == 0 and len(val) == 3 and val[0] > val[1] > val[2]
+        runs[block] = {"val_loss": val, "falling": falling}
+        lines.append(f"{block} val loss {' -> '.join(f'{v:.3f}' for v in val) or '-'}" +
+                     ("" if falling else f" (exit status {status}, not falling)"))
+    return {"status": "passed" if all(r["falling"] for r in runs.values()) else "failed", "summary": "; ".join(lines),
+            "runs": runs}
 
 
-def main():
-    if not torch.cuda.is_available():
-        sys.exit("error: no CUDA GPU here (torch.cuda.is_available() is False); see README's GPU section")
-    tests_ok = run("-m", "pytest", "-q", "-m", "cuda", "tests")
-    with tempfile.TemporaryDirectory() as out:
-        training = check_training(out)
-    speed = {compiled: bench.bench(bench.BenchConfig(parts="throughput", shapes="paper", blocks="pre_ln,sas,sas_p",
-                                                     steps=4 if compiled else 6, compile=compiled))["throughput"]
-             for compiled in (False, True)}
-    attention = bench.bench(bench.BenchConfig(parts="attention"))["attention"]
+def throughput(cfg, device, compiled):
+    measured = bench.bench(bench.BenchConfig(parts="throughput", blocks="pre_ln,sas,sas_p", device=device,
+                                             batch_size=bench_batch(device), compile=compiled,
+                                             **BENCH[cfg.tiny]))["throughput"]
+    shape, = measured["shapes"].values()
+    rows = shape["blocks"]
+    sheet = rows["pre_ln"]["mfu_datasheet"]
+    summary = (f"batch {bench_batch(device)}: sas {rows['sas']['vs_pre_ln']:.2f}x (target 1.10x), sas_p "
+               f"{rows['sas_p']['vs_pre_ln']:.2f}x (target 1.18x) pre_ln's tokens/s; pre_ln MFU "
+               f"{rows['pre_ln']['mfu']:.0%} of the measured peak" +
+               (f", {sheet:.0%} of the data sheet's" if sheet else "") + " (target 40%)")
+    return {"status": "passed", "summary": summary, "measured": measured}
 
-    print(f"\nGPU check: {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}")
-    print(f"  CUDA tests: {'passed' if tests_ok else 'FAILED'}")
-    for block, (val, ok) in training.items():
-        print(f"  train.py {block}, 300 steps: val loss {' -> '.join(f'{v:.3f}' for v in val)} "
-              f"{'(falling)' if ok else 'FAILED'}")
-    for compiled, result in speed.items():
-        rows = result["shapes"]["paper"]["blocks"]
-        sheet = rows["pre_ln"]["mfu_datasheet"]
-        print(f"  paper shape, {'compiled' if compiled else 'eager'}: sas {rows['sas']['vs_pre_ln']:.2f}x "
-              f"(target 1.10x), sas_p {rows['sas_p']['vs_pre_ln']:.2f}x (target 1.18x) pre_ln's tokens/s; "
-              f"pre_ln MFU {rows['pre_ln']['mfu']:.0%} of the measured peak" +
-              (f", {sheet:.0%} of the data sheet's" if sheet else "") + " (target 40%)")
-    for dtype, by_T in attention.items():
+
+def attention(cfg, device):
+    measured = bench.bench(bench.BenchConfig(parts="attention", device=device, max_T=MAX_T[cfg.tiny]))["attention"]
+    lines = []
+    for dtype, by_T in measured.items():
         ratios = []
-        for T, measured in by_T.items():  # on the kernel training uses at this T
-            shaped, plain = (measured["forms"][f"{measured['auto']}, {form}"]["seconds"] for form in ("shaped", "plain"))
+        for T, result in by_T.items():  # on the kernel training uses at this T
+            shaped, plain = (result["forms"][f"{result['auto']}, {form}"]["seconds"] for form in ("shaped", "plain"))
             ratios.append(f"T={T} {shaped / plain:.2f}x")
-        print(f"  shaped attention vs plain, {dtype}, forward + backward time: {', '.join(ratios)} (target <= 1.2x)")
-    return 0 if tests_ok and all(ok for _, ok in training.values()) else 1
+        lines.append(f"{dtype}: {', '.join(ratios)}")
+    return {"status": "passed", "summary": "shaped vs plain, forward + backward time (target <= 1.2x): " +
+            "; ".join(lines), "measured": measured}
+
+
+def run_part(name, part, *args):
+    """One part, timed; a part that raises is reported as failed with its error, and the check goes on."""
+    print(f"\n== {name}", flush=True)
+    start = time.perf_counter()
+    try:
+        result = part(*args)
+    except Exception as e:  # an out-of-memory error, a compile error, a bug: reported, and the next part runs
+        traceback.print_exc()
+        result = {"status": "failed", "summary": f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"}
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return {**result, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def results_path(out, name):
+    """results/gpu/<the device's name, in lower case, with dashes>: nvidia-h100-80gb-hbm3."""
+    return Path(out) / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def write_results(path, report):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    lines = [f"# GPU check: {report['device']}", "",
+             f"torch {report['torch']}, CUDA {report['cuda']}; `python gpu_check.py{' --tiny' if report['tiny'] else ''}`"
+             f", {report['seconds'] / 60:.1f} minutes", "", "| part | status | result | seconds |", "|---|---|---|---:|"]
+    lines += [f"| {name} | {r['status']} | {r['summary']} | {r['seconds']:.0f} |" for name, r in report["parts"].items()]
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv):
+    cfg = parse_config(CheckConfig, argv, "gpu_check.py")
+    if not cfg.tiny and not torch.cuda.is_available():
+        sys.exit("error: no CUDA GPU here (torch.cuda.is_available() is False); see README's GPU section "
+                 "(python gpu_check.py --tiny checks the check itself on any device)")
+    device = pick_device(cfg.device)
+    start = time.perf_counter()
+    parts = {}
+    parts["cuda tests"] = run_part("cuda tests", cuda_tests, cfg, device)
+    with tempfile.TemporaryDirectory() as out:
+        parts["training"] = run_part("training", training, cfg, device, out)
+    parts["throughput, eager"] = run_part("throughput, eager", throughput, cfg, device, False)
+    parts["throughput, compiled"] = run_part("throughput, compiled", throughput, cfg, device, True)
+    parts["attention"] = run_part("attention", attention, cfg, device)
+    name = device_name(device)
+    report = {"device": name, "torch": torch.__version__, "cuda": torch.version.cuda, "tiny": cfg.tiny,
+              "seconds": round(time.perf_counter() - start, 1), "parts": parts}
+    path = results_path(cfg.out, name)
+    write_results(path, report)
+    print(f"\nGPU check: {name}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
+          f"{report['seconds'] / 60:.1f} minutes; written to {path}.json and .md")
+    for part, result in parts.items():
+        status = "FAILED" if result["status"] == "failed" else result["status"]
+        print(f"  {part}: {status}: {result['summary']}")
+    return 1 if any(result["status"] == "failed" for result in parts.values()) else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main, sys.argv[1:])

@@ -1,6 +1,7 @@
 """Device and precision choices, on the CPU: GPUs are simulated with mocks of torch.cuda, and the CPU's bfloat16
 instructions switched on and off (the cpu_bf16 fixture)."""
 
+import json
 import re
 import signal
 import time
@@ -182,7 +183,16 @@ def test_the_gpu_check_refuses_to_run_without_a_gpu(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit, match="^error: no CUDA GPU here"):
-        gpu_check.main()
+        gpu_check.main([])
+
+
+def test_the_cuda_tests_train_in_the_gpus_own_precision(gpu):
+    """tests/test_cuda.py trains in float16 on a T4 or a V100 (their bfloat16 is emulated), in bfloat16 on an A100."""
+    import test_cuda
+
+    for name, dtype in (("T4", "float16"), ("V100", "float16"), ("A100", "bfloat16")):
+        gpu(name)
+        assert test_cuda.training_dtype() == dtype
 
 
 def test_a_precision_set_by_name_prints_one_warning_line_where_it_is_emulated(tiny_dataset, tmp_path, capsys,
@@ -349,3 +359,50 @@ def test_the_oldest_torch_release_is_checked_in_one_line():
         assert common.torch_too_old(version) is None
     result = run_script("-c", "import torch; torch.__version__ = '2.3.1+cu121'; import train")
     assert_one_line_error(result, "torch 2.3.1+cu121 is older than 2.5", status=1)
+
+
+# gpu_check.py, run at a tiny size on the CPU
+
+def test_the_gpu_check_runs_end_to_end_at_a_tiny_size(tiny_dataset, tmp_path, monkeypatch, capsys):
+    import gpu_check
+    from test_train import recording_compile
+
+    recording_compile(monkeypatch)  # the compiled throughput part, without code generation
+    monkeypatch.setattr(gpu_check.bench, "HEADS", 2)  # the attention part on 2 heads of 16, not the paper's 12 of 64
+    monkeypatch.setattr(gpu_check.bench, "HEAD_SIZE", 16)
+    status = gpu_check.main(["--tiny", "--device=cpu", f"--dataset={tiny_dataset}", f"--out={tmp_path}"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    report = json.loads((tmp_path / "cpu.json").read_text())
+    assert {name: part["status"] for name, part in report["parts"].items()} == {
+        "cuda tests": "skipped", "training": "passed", "throughput, eager": "passed",
+        "throughput, compiled": "passed", "attention": "passed"}
+    summary = out[out.index("\nGPU check: cpu"):]
+    assert "  cuda tests: skipped: needs a CUDA GPU\n" in summary and "  training: passed: pre_ln val loss " in summary
+    assert "| throughput, compiled | passed | batch 2: sas " in (tmp_path / "cpu.md").read_text()
+
+
+def test_a_failing_part_of_the_gpu_check_is_reported_and_the_others_still_run(tmp_path, monkeypatch, capsys):
+    import gpu_check
+
+    def out_of_memory(cfg, device):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 12.00 GiB\nmore details")
+
+    for name in ("training", "throughput"):
+        monkeypatch.setattr(gpu_check, name, lambda *args: {"status": "passed", "summary": "fine"})
+    monkeypatch.setattr(gpu_check, "attention", out_of_memory)
+    assert gpu_check.main(["--tiny", "--device=cpu", f"--out={tmp_path}"]) == 1
+    summary = capsys.readouterr().out.split("\nGPU check: cpu")[1]
+    assert "  attention: FAILED: OutOfMemoryError: CUDA out of memory. Tried to allocate 12.00 GiB\n" in summary
+    assert summary.count(": passed: fine") == 3
+    assert json.loads((tmp_path / "cpu.json").read_text())["parts"]["attention"]["status"] == "failed"
+
+
+def test_the_gpu_check_sizes_the_paper_shape_batch_to_the_gpu(gpu, monkeypatch):
+    import gpu_check
+
+    gpu("H100")
+    for gib, batch in ((80, 128), (40, 128), (24, 64), (15, 32)):
+        monkeypatch.setattr(torch.cuda, "get_device_properties",
+                            lambda device, gib=gib: type("Properties", (), {"total_memory": gib * 2**30}))
+        assert gpu_check.bench_batch("cuda") == batch
