@@ -16,7 +16,8 @@ Three parts (the first two by default):
               kernels (common.pick_attention), and the official code's T x T matrix form: forward and
               backward, time and peak memory, T = 128 ... max_T, in float32 and in the training dtype;
   profile     where one training step of each block spends its time: torch.profiler's operators by
-              time spent in them, grouped (matmuls, attention, the shaped sum, norms, cross-entropy, ...).
+              time spent in them, grouped (matmuls, attention, the shaped sum, norms, cross-entropy, ...);
+              on a CUDA GPU the time their kernels ran on the device, elsewhere the CPU's.
 Nothing here asserts a target: it prints what it measured, and bench() returns it.
 """
 
@@ -116,12 +117,14 @@ def best_seconds(fn, device, repeats, warmup=0):
 
 def training_step(block, shape, cfg, device, dtype):
     """A function that runs one training step (forward, backward, clip, AdamW) of a fresh model of this block,
-    and the model."""
+    and the model. In float16 the step scales the loss with a grad scaler, as train.py does: its work is part of
+    what a step costs on a T4."""
     n_layer, n_embd, n_head = parse_shape(shape)
     torch.manual_seed(0)
     model = GPT(GPTConfig(block=block, vocab_size=cfg.vocab_size, block_size=TRAIN_T, n_layer=n_layer,
                           n_head=n_head, n_embd=n_embd)).to(device)
     optimizer = model.configure_optimizers(0.1, 1e-3, device_type=torch.device(device).type)
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=dtype == "float16")
     if cfg.compile:
         # every model its own fresh compile: dynamo compiles a function again for each new model, but
         # after 8 times (its recompile limit) it silently runs the rest eager
@@ -133,9 +136,11 @@ def training_step(block, shape, cfg, device, dtype):
     def step():
         with ctx:
             _, loss = runner(x, x)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         optimizer.zero_grad(set_to_none=True)
 
     return step, model
@@ -339,9 +344,22 @@ def operator_group(name):
     return next((group for group, words in OPERATOR_GROUPS if any(word in name for word in words)), "other")
 
 
+def profiler_activities(device):
+    """What torch.profiler records: the operators on the CPU, and on a CUDA GPU the kernels they launch."""
+    return [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA]
+                                                    if device.startswith("cuda") else [])
+
+
+def self_time(event, device):
+    """An operator's own time, in microseconds: on a CUDA GPU the time the kernels it launched ran on the device
+    (its CPU time is only the launch), elsewhere its CPU time."""
+    return event.self_device_time_total if device.startswith("cuda") else event.self_cpu_time_total
+
+
 def profile(cfg, device, dtype):
     """Per shape, per block: milliseconds per training step in each group of operators (self time, so that a
-    call is counted once), from torch.profiler over cfg.steps steps after two untimed ones. Prints a table."""
+    call is counted once: device time on a GPU), from torch.profiler over cfg.steps steps after two untimed
+    ones. Prints a table."""
     results = {}
     for shape in cfg.shapes.split(","):
         n_layer, n_embd, n_head = parse_shape(shape)
@@ -353,15 +371,17 @@ def profile(cfg, device, dtype):
             step, _ = training_step(block, shape, cfg, device, dtype)
             step(), step()
             for _ in range(2):  # the first profile of a process also times the profiler's own start: drop it
-                with quiet_stderr(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+                with quiet_stderr(), torch.profiler.profile(activities=profiler_activities(device)) as prof:
                     for _ in range(cfg.steps):
                         step()
             groups = dict.fromkeys([group for group, _ in OPERATOR_GROUPS] + ["other"], 0.0)
             for event in prof.key_averages():
-                groups[operator_group(event.key)] += event.self_cpu_time_total / 1e3 / cfg.steps
+                if event.device_type == torch.autograd.DeviceType.CPU:  # operators; their kernels count in them
+                    groups[operator_group(event.key)] += self_time(event, device) / 1e3 / cfg.steps
             results[shape][block] = groups
         print(f"\nprofile, {shape} shape {parse_shape(shape)}, {device} {dtype}, {kernel} attention: ms per training "
-              f"step by operator group (self time, under the profiler)")
+              f"step by operator group (self {'device' if device.startswith('cuda') else 'CPU'} time, under the "
+              f"profiler)")
         print(f"  {'group':30s}" + "".join(f"{block:>14s}" for block in results[shape]))
         for group in groups:
             print(f"  {group:30s}" + "".join(f"{r[group]:14.1f}" for r in results[shape].values()))

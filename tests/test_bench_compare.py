@@ -18,7 +18,9 @@ from configurator import ConfigError
 ROOT = Path(__file__).parent.parent
 
 
-def test_bench_measures_every_block_and_attention_form(capsys):
+def test_bench_measures_every_block_and_attention_form(capsys, monkeypatch, cpu_bf16):
+    monkeypatch.setattr(bench, "HEADS", 2)  # attention on 2 heads of 16, not the paper's 12 of 64: a faster test
+    monkeypatch.setattr(bench, "HEAD_SIZE", 16)
     cfg = bench.BenchConfig(shapes="2x32x2", blocks="pre_ln,sas,sas_p", batch_size=2, vocab_size=64, steps=3,
                             max_T=256, device="cpu")
     results = bench.bench(cfg)
@@ -236,3 +238,29 @@ def test_compare_refuses_a_run_made_on_another_device(tiny_dataset, tmp_path, mo
     monkeypatch.setattr(compare, "device_name", lambda device: "NVIDIA H100 80GB HBM3")
     with pytest.raises(compare.CheckpointError, match="made on cpu in float32, and the others would run on NVIDIA"):
         compare.compare(*compare.parse(tiny_args(tiny_dataset, tmp_path, blocks="pre_ln")))
+
+
+def test_bench_trains_float16_with_a_grad_scaler(monkeypatch):
+    """As train.py does: a T4's step time includes scaling the loss and unscaling the gradients."""
+    scaled = []
+
+    class RecordingScaler(torch.amp.GradScaler):
+        def scale(self, outputs):
+            scaled.append(self.is_enabled())
+            return super().scale(outputs)
+
+    monkeypatch.setattr(torch.amp, "GradScaler", RecordingScaler)
+    cfg = bench.BenchConfig(batch_size=2, vocab_size=64)
+    for dtype in ("float16", "float32"):
+        step, _ = bench.training_step("pre_ln", "1x32x2", cfg, "cpu", dtype)
+        step()
+    assert scaled == [True, False]
+
+
+def test_bench_profiles_kernel_time_on_a_gpu():
+    """On a CUDA GPU an operator's time is its kernels' time on the device, not the CPU's time to launch them."""
+    event = type("Event", (), {"self_cpu_time_total": 5.0, "self_device_time_total": 80.0})
+    assert bench.profiler_activities("cuda:0") == [torch.profiler.ProfilerActivity.CPU,
+                                                   torch.profiler.ProfilerActivity.CUDA]
+    assert bench.profiler_activities("cpu") == [torch.profiler.ProfilerActivity.CPU]
+    assert bench.self_time(event, "cuda:0") == 80.0 and bench.self_time(event, "cpu") == 5.0
