@@ -21,6 +21,8 @@ Three parts (the first two by default):
 Nothing here asserts a target: it prints what it measured, and bench() returns it.
 """
 
+import contextlib
+import io
 import json
 import os
 import statistics
@@ -28,7 +30,8 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch.nn import functional as F
@@ -64,6 +67,8 @@ class BenchConfig:
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
     dtype: str = setting("auto", "as in train.py: auto picks bfloat16 where supported",
                          choices=["auto", "float32", "bfloat16", "float16"])
+    report: str = setting("", "a folder to keep the run in: bench.txt (what it printed) and bench.json (the numbers); "
+                              "empty: print only")
 
     def __post_init__(self):
         for name in ("batch_size", "vocab_size", "steps"):
@@ -210,6 +215,8 @@ def throughput(cfg, device, dtype):
                   f"{r['vs_pre_ln']:8.2f}x {r['ceiling']:7.2f}x {r['mfu']:6.1%}" +
                   (f" {r['mfu_datasheet']:6.1%}" if sheet else "") +
                   (f" {r['first_step_seconds']:9.1f}" if cfg.compile else ""))  # the first step compiles
+    print("\nms/step and tokens/s: a block's median step. vs pre_ln: the median over turns of pre_ln's step time\n"
+          "over the block's in the same turn, which a machine whose speed drifts slows alike: the comparison to read")
     use_attention_kernel("fused")
     return results
 
@@ -400,8 +407,34 @@ def bench(cfg):
     return {part: run(cfg, device, dtype) for part, run in runs.items() if part in parts}
 
 
+class Tee(io.StringIO):
+    """Writes to out, and keeps a copy of what it wrote."""
+
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+
+    def write(self, text):
+        self.out.write(text)
+        return super().write(text)
+
+
 def main(argv):
-    bench(parse_config(BenchConfig, argv, "bench.py"))
+    cfg = parse_config(BenchConfig, argv, "bench.py")
+    if not cfg.report:
+        bench(cfg)
+        return 0
+    folder = Path(cfg.report)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create --report={folder}: {e.strerror}") from None
+    with contextlib.redirect_stdout(Tee(sys.stdout)) as printed:
+        results = bench(cfg)
+    (folder / "bench.txt").write_text(printed.getvalue().lstrip("\n"))
+    (folder / "bench.json").write_text(json.dumps({"settings": asdict(cfg), "results": results}, indent=1) + "\n")
+    print(f"wrote {folder / 'bench.txt'} and {folder / 'bench.json'}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -90,6 +90,17 @@ def test_bench_compiles_every_model_afresh(monkeypatch):
     assert len(compiled) >= models  # at least one graph per model: none ran eager
 
 
+def test_bench_keeps_what_it_printed_and_measured_in_its_report(tmp_path, capsys):
+    assert bench.main(["--parts=throughput", "--shapes=2x32x2", "--blocks=pre_ln,sas", "--steps=1", "--batch_size=2",
+                       "--vocab_size=64", "--device=cpu", "--dtype=float32", f"--report={tmp_path}"]) == 0
+    printed = capsys.readouterr().out
+    text = (tmp_path / "bench.txt").read_text()
+    assert text.strip() in printed and "  sas " in text and "vs pre_ln: the median over turns" in text
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["settings"]["blocks"] == "pre_ln,sas"
+    assert list(saved["results"]["throughput"]["shapes"]["2x32x2"]["blocks"]) == ["pre_ln", "sas"]
+
+
 def test_bench_refusal_from_the_command_line():
     result = subprocess.run([sys.executable, "bench.py", "--parts=foo"], cwd=ROOT, capture_output=True, text=True,
                             timeout=120)
