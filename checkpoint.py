@@ -1,8 +1,11 @@
 """
-A run folder's files, written and read in one place: ckpt.pt (the checkpoint) and log.jsonl (the log).
-train.py writes them; sample.py, probe.py and compare.py read them.
+A run folder's files, written and read in one place: ckpt.pt (the checkpoint), log.jsonl and gains.jsonl (the
+logs) and config.json (a record of the settings). train.py writes them; sample.py, probe.py and compare.py read
+them: every file is replaced atomically, and a log only grows by whole rows (a kill can tear the last one,
+which readers skip).
 """
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -16,7 +19,7 @@ from model import GPT, GPTConfig
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable or does not fit the run."""
+    """A run folder's file (checkpoint, log) that is missing, unreadable, unwritable or does not fit the run."""
 
 
 def run_dir(out_dir, block):
@@ -27,27 +30,95 @@ def run_dir(out_dir, block):
         raise ConfigError(f"--out_dir={out_dir}: the only placeholder it may hold is {{block}}") from None
 
 
-def save_checkpoint(path, state):
-    """Write to a temporary file, fsync, then rename over the old checkpoint: a kill at any
-    moment leaves either the old or the new checkpoint, never a torn one. A failed write (a full
-    disk) removes the temporary file and keeps the old checkpoint."""
+# -----------------------------------------------------------------------------
+# writing
+
+
+def remedy(e, otherwise):
+    """What to do about a failed write, by its cause: room for a full disk, permissions for a refused one."""
+    code = getattr(e, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "make room on that disk"
+    if code == errno.EROFS:
+        return f"its filesystem is read-only: remount it writable, or {otherwise}"
+    if code in (errno.EACCES, errno.EPERM):
+        return f"this user may not write there: fix its permissions, or {otherwise}"
+    if code in (errno.ENOTDIR, errno.EEXIST):
+        return f"a file stands where a folder should be: {otherwise}"
+    return f"check that its disk is healthy and writable, or {otherwise}"
+
+
+def replace_atomically(path, write):
+    """Write a file with write(f) into path.tmp, fsync it, then rename it over path: a kill at any moment
+    leaves either the old or the new file, never a torn one, and the temporary file goes on every way out
+    (a failed write, a second Ctrl-C)."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as f:
-            torch.save(state, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:  # torch's writer reports a failed write as a RuntimeError
+    except BaseException:
         tmp.unlink(missing_ok=True)
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
-        raise CheckpointError(f"could not write a checkpoint to {path} ({reason}); the previous checkpoint is kept: "
-                              f"make room and continue with --resume") from None
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+RUN_FILES = ("ckpt.pt", "log.jsonl", "gains.jsonl", "config.json")
+
+
+def remove_leftovers(folder):
+    """Delete the temporary files that a killed writer left in its run folder: they are never a checkpoint."""
+    for name in RUN_FILES:
+        try:
+            (folder / (name + ".tmp")).unlink(missing_ok=True)
+        except OSError as e:
+            raise CheckpointError(unwritable(folder / (name + ".tmp"), e)) from None
+
+
+def save_checkpoint(path, state):
+    """Write the checkpoint atomically. A failed write (a full disk) keeps the old checkpoint and stops with one
+    line that says what to do about its cause."""
+    kept = path.exists()
+    try:
+        replace_atomically(path, lambda f: torch.save(state, f))
+    except (OSError, RuntimeError) as e:  # torch's writer reports a failed write as a RuntimeError
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
+        then = "the previous checkpoint is kept: {}, then continue with --resume" if kept else "{}, then start again"
+        raise CheckpointError(f"could not write a checkpoint to {path} ({reason}); "
+                              + then.format(remedy(e, "move the run folder somewhere writable"))) from None
+
+
+def write_file(path, text):
+    """Replace a run folder's text file (a log, config.json) atomically; a failed write stops with one line."""
+    try:
+        replace_atomically(path, lambda f: f.write(text.encode("utf-8")))
+    except OSError as e:
+        raise CheckpointError(unwritable(path, e)) from None
+
+
+def append_log(path, row):
+    """Add a row to a log. A write that fails part way leaves a torn last line, which readers skip and a
+    resumed run removes."""
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+    except OSError as e:
+        raise CheckpointError(unwritable(path, e)) from None
+
+
+def unwritable(path, e):
+    return (f"could not write {path} ({e.strerror}); the last checkpoint is kept: "
+            f"{remedy(e, 'move the run folder somewhere writable')}, then continue with --resume")
+
+
+# -----------------------------------------------------------------------------
+# reading
 
 
 def load_checkpoint(path):
@@ -85,8 +156,3 @@ def read_log(path):
             except json.JSONDecodeError:
                 continue
     return rows
-
-
-def append_log(path, row):
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")

@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -27,7 +27,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from blocks import BLOCKS
-from checkpoint import CheckpointError, append_log, load_checkpoint, read_log, run_dir, save_checkpoint
+from checkpoint import (CheckpointError, append_log, load_checkpoint, read_log, remove_leftovers, run_dir,
+                        save_checkpoint, write_file)
 from common import (ATTENTION_KERNELS, autocast, datasheet_flops, device_name, emulation_warning, measure_matmul_flops,
                     native_precision, peak_memory, pick_attention, pick_device, pick_dtype, run_main,
                     use_attention_kernel)
@@ -366,14 +367,15 @@ def open_run_folder(cfg, state, fingerprint, changes):
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create --out_dir {cfg.run_dir}: {e.strerror}") from None
+    remove_leftovers(cfg.run_dir)  # the temporary files of a killed writer
     if state.step == 0:
         checkpoint(state, cfg, fingerprint)  # a new run replaces any old one right away
     log = RunLog(cfg.run_dir)
     for path in (log.path, log.gains_path):
         kept = [row for row in read_log(path) if row["step"] <= state.step]
         if path.exists() or path == log.path:  # gains.jsonl only for blocks that have gains
-            path.write_text("".join(json.dumps(row) + "\n" for row in kept))
-    (cfg.run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+            write_file(path, "".join(json.dumps(row) + "\n" for row in kept))
+    write_file(cfg.run_dir / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
     if changes:
         print("continuing with changed settings: " + ", ".join(f"{key} {old} -> {new}"
                                                                  for key, (old, new) in changes.items()))
@@ -425,7 +427,7 @@ def precision_and_kernel(cfg, ckpt, device, stop):
 def train(cfg, ckpt=None):
     """Train as cfg says, continuing ckpt if given. Returns {"step", "time", "train_loss", "val_loss",
     "stopped_by"}: the signal's number if Ctrl-C or SIGTERM stopped the run early, else None."""
-    with processes(cfg.device) as procs, stop_signals() as stop:
+    with processes(cfg.device) as procs, stop_signals() as stop, ExitStack() as held:
         device_type = torch.device(procs.device).type
         # the start-up measurements below are bounded in time and end early on Ctrl-C or SIGTERM
         dtype, why, attention, why_attention, resumed = precision_and_kernel(cfg, ckpt, procs.device, stop)
@@ -462,7 +464,9 @@ def train(cfg, ckpt=None):
             log.flops_per_token = state.model.flops_per_token() / procs.world_size
 
         interval = Interval(state.step)
-        bar = tqdm(total=cfg.max_steps, initial=state.step, disable=not procs.master, unit="step", dynamic_ncols=True)
+        # closed on every way out, so that an error's line starts on a line of its own
+        bar = held.enter_context(tqdm(total=cfg.max_steps, initial=state.step, disable=not procs.master, unit="step",
+                                      dynamic_ncols=True))
         stopping = bool(stop) and procs.world_size == 1
         while state.step < cfg.max_steps and not stopping:
             t0 = time.perf_counter()
@@ -499,7 +503,6 @@ def train(cfg, ckpt=None):
                 interval = Interval(state.step)
             if procs.master and saving:
                 checkpoint(state, cfg, ds.fingerprint)
-        bar.close()
     final = log.last_row if procs.master else {}
     return {"step": state.step, "time": state.train_time, "train_loss": final.get("train_loss"),
             "val_loss": final.get("val_loss"), "stopped_by": stop[0] if stop else None}

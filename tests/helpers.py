@@ -3,6 +3,7 @@
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 CODE = '''import os
@@ -81,3 +82,11 @@ def signal_at(monkeypatch, step, signum=signal.SIGINT):
         return schedule(at, cfg)
 
     monkeypatch.setattr(train, "learning_rate_at", learning_rate_at)
+
+
+def wait_for(condition, timeout=60):
+    """Poll condition() until it holds; fail the test after timeout seconds."""
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.02)

@@ -5,7 +5,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 
 import pytest
@@ -18,7 +17,7 @@ from blocks import BLOCKS
 from checkpoint import CheckpointError, load_checkpoint, read_log
 from configurator import ConfigError, parse_config
 from data.prepare import prepare
-from helpers import ROOT, assert_one_line_error, run_script, signal_at, snapshot, tiny_flags, write_corpus
+from helpers import ROOT, assert_one_line_error, run_script, signal_at, snapshot, tiny_flags, wait_for, write_corpus
 from train import TrainConfig
 
 
@@ -83,13 +82,6 @@ def test_signals_exit_with_128_plus_their_number(tiny_dataset, tmp_path, monkeyp
                 train.run_main(train.main, tiny_flags(tiny_dataset, tmp_path / signum.name))
         assert stopped.value.code == 128 + signum  # 130 and 143, as shells report them
         assert load_checkpoint(tmp_path / signum.name / "ckpt.pt")["step"] == 3
-
-
-def wait_for(condition, timeout=60):
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def checkpointed_step(run):
