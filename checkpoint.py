@@ -1,13 +1,16 @@
 """
 A run folder's files, written and read in one place: ckpt.pt (the checkpoint), log.jsonl and gains.jsonl (the
-logs) and config.json (a record of the settings). train.py writes them; sample.py, probe.py and compare.py read
-them: every file is replaced atomically, and a log only grows by whole rows (a kill can tear the last one,
-which readers skip).
+logs) and config.json (a record of the settings). train.py writes them, as the folder's one writer
+(hold_run_folder); sample.py, probe.py and compare.py read them and need no lock: every file is replaced
+atomically, and a log only grows by whole rows (a kill can tear the last one, which readers skip).
 """
 
 import errno
 import json
 import os
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -16,6 +19,11 @@ from configurator import ConfigError
 from data import dataset_dir
 from data.dataset import Dataset
 from model import GPT, GPTConfig
+
+try:
+    import fcntl  # file locks, on Linux, macOS and the other POSIX systems
+except ImportError:  # Windows: no lock (hold_run_folder says what that means)
+    fcntl = None
 
 
 class CheckpointError(ValueError):
@@ -28,6 +36,81 @@ def run_dir(out_dir, block):
         return Path(out_dir.format(block=block))
     except (KeyError, IndexError, ValueError):
         raise ConfigError(f"--out_dir={out_dir}: the only placeholder it may hold is {{block}}") from None
+
+
+# -----------------------------------------------------------------------------
+# one writer per run folder
+
+
+@contextmanager
+def hold_run_folder(folder):
+    """Create the run folder and hold it as its one writer until the with-block ends: a second train.py on it
+    (to resume, to overwrite or to start a run) is refused while this one trains. The lock is the operating
+    system's (flock on the folder itself): it goes with the process, so a killed run never leaves a stale one.
+    Without fcntl (Windows), or on a filesystem without locks (a warning says so), there is no lock, and
+    keeping one writer per folder is up to the user."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create --out_dir {folder}: {e.strerror}; {remedy(e, 'pick another --out_dir')}") \
+            from None
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        for _ in range(20):  # another process's refuse_if_training holds it for a moment: try again, for a second
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.05)
+            except OSError as e:  # a filesystem without locks (some network ones)
+                print(f"warning: {folder} cannot be locked here ({e.strerror}); keep one train.py on it yourself",
+                      file=sys.stderr)
+                break
+        else:
+            raise CheckpointError(in_use(folder))
+        yield
+    finally:
+        os.close(fd)  # lets go of the lock
+
+
+def refuse_if_training(folder):
+    """Refuse a run folder that a training run holds (train.py and compare.py ask before they start)."""
+    if fcntl is None or not Path(folder).is_dir():
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: readers' checks never refuse each other
+    except BlockingIOError:
+        raise CheckpointError(in_use(folder)) from None
+    except OSError:  # a filesystem without locks: no writer can hold one either
+        pass
+    finally:
+        os.close(fd)
+
+
+def in_use(folder):
+    pid = lock_holder(folder)
+    process, stop = (f"process {pid}", f"kill {pid}") if pid else ("its process id is unknown here", "kill")
+    return (f"{folder} is in use: a run is training there ({process}); wait for it to finish, or stop it first "
+            f"(Ctrl-C in its terminal, or {stop}: both save a checkpoint)")
+
+
+def lock_holder(folder):
+    """The id of the process that holds a lock on folder, where the system tells (Linux's /proc/locks), else None."""
+    st = os.stat(folder)
+    lock_id = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks") as locks:
+            for line in locks:  # 1: FLOCK  ADVISORY  WRITE 4711 fe:00:2147427 0 EOF
+                fields = line.replace("->", "").split()
+                if fields[1] == "FLOCK" and fields[3] == "WRITE" and fields[5] == lock_id:
+                    return int(fields[4])
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
 
 
 # -----------------------------------------------------------------------------

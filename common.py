@@ -3,6 +3,7 @@ What every script shares: the exit status convention, and device, precision and 
 """
 
 import ctypes
+import os
 import platform
 import re
 import sys
@@ -39,6 +40,11 @@ if problem := torch_too_old(torch.__version__):  # every script imports this mod
 
 # ---------------------------------------------------------------------------------------------------
 # exit statuses, the same for every script
+
+
+def first_process():
+    """True but in torchrun's processes other than rank 0: what every process would say alike, rank 0 says."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def run_main(main, argv):

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from blocks import BLOCKS
-from checkpoint import CheckpointError, load_checkpoint, read_log
+from checkpoint import CheckpointError, load_checkpoint, read_log, refuse_if_training
 from common import device_name, pick_device, pyplot, run_main
 from configurator import ConfigError, ExperimentSettings, parse_config, parse_value, unknown
 from data import load_dataset
@@ -141,6 +141,7 @@ def train_block(run):
     """Train one run in its own process, reusing or resuming what is already on disk. A finished run is reused
     from its checkpoint or, where it has none (results/ holds the runs' logs, not their checkpoints), from its
     config.json and its log."""
+    refuse_if_training(run.run_dir)  # another train.py is writing it: nothing there can be reused or resumed now
     ckpt_path = run.run_dir / "ckpt.pt"
     if ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)

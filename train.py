@@ -27,11 +27,11 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from blocks import BLOCKS
-from checkpoint import (CheckpointError, append_log, load_checkpoint, read_log, remove_leftovers, run_dir,
-                        save_checkpoint, write_file)
-from common import (ATTENTION_KERNELS, autocast, datasheet_flops, device_name, emulation_warning, measure_matmul_flops,
-                    native_precision, peak_memory, pick_attention, pick_device, pick_dtype, run_main,
-                    use_attention_kernel)
+from checkpoint import (CheckpointError, append_log, hold_run_folder, load_checkpoint, read_log, refuse_if_training,
+                        remove_leftovers, run_dir, save_checkpoint, write_file)
+from common import (ATTENTION_KERNELS, autocast, datasheet_flops, device_name, emulation_warning, first_process,
+                    measure_matmul_flops, native_precision, peak_memory, pick_attention, pick_device, pick_dtype,
+                    run_main, use_attention_kernel)
 from configurator import ConfigError, parse_config, setting
 from data import dataset_dir, load_dataset
 from model import GPT, GPTConfig, ModelSettings
@@ -124,6 +124,8 @@ FIXED = {"dataset", "block"} | {f.name for f in fields(ModelSettings)}
 def settings(argv):
     """The run's settings from argv, and the checkpoint to continue from (None for a new run)."""
     cfg = parse_config(TrainConfig, argv, "train.py")
+    if first_process():  # (torchrun's other processes would see rank 0's lock)
+        refuse_if_training(cfg.run_dir)
     if not cfg.resume:
         if (cfg.run_dir / "ckpt.pt").exists() and not cfg.overwrite:
             raise ConfigError(f"{cfg.run_dir} already holds a run; continue it with --resume, replace it with "
@@ -360,13 +362,9 @@ def open_dataset(cfg, ckpt, procs):
 
 
 def open_run_folder(cfg, state, fingerprint, changes):
-    """Make out_dir hold this run alone, and return its log. The checkpoint goes first, atomically: whatever
-    the folder held before, a kill at any later moment leaves a checkpoint that resume trusts, and resume
-    keeps only the log rows up to that checkpoint's step."""
-    try:
-        cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"cannot create --out_dir {cfg.run_dir}: {e.strerror}") from None
+    """Make out_dir, which this process holds, hold this run alone, and return its log. The checkpoint goes
+    first, atomically: whatever the folder held before, a kill at any later moment leaves a checkpoint that
+    resume trusts, and resume keeps only the log rows up to that checkpoint's step."""
     remove_leftovers(cfg.run_dir)  # the temporary files of a killed writer
     if state.step == 0:
         checkpoint(state, cfg, fingerprint)  # a new run replaces any old one right away
@@ -428,6 +426,8 @@ def train(cfg, ckpt=None):
     """Train as cfg says, continuing ckpt if given. Returns {"step", "time", "train_loss", "val_loss",
     "stopped_by"}: the signal's number if Ctrl-C or SIGTERM stopped the run early, else None."""
     with processes(cfg.device) as procs, stop_signals() as stop, ExitStack() as held:
+        if procs.master:  # the run folder's one writer, from now until the run ends
+            held.enter_context(hold_run_folder(cfg.run_dir))
         device_type = torch.device(procs.device).type
         # the start-up measurements below are bounded in time and end early on Ctrl-C or SIGTERM
         dtype, why, attention, why_attention, resumed = precision_and_kernel(cfg, ckpt, procs.device, stop)

@@ -1,5 +1,5 @@
-"""Faults a class or an overnight run meets, tried as a user would: a writer killed part way, a disk that is
-read-only or full. Each ends in one `error:` line, with nothing lost: the run resumes."""
+"""Faults a class or an overnight run meets, tried as a user would: two runs on one run folder, a writer killed
+part way, a disk that is read-only or full. Each ends in one `error:` line, with nothing lost: the run resumes."""
 
 import errno
 import os
@@ -9,7 +9,7 @@ import pytest
 
 import checkpoint
 import train
-from checkpoint import load_checkpoint, read_log
+from checkpoint import CheckpointError, hold_run_folder, load_checkpoint, read_log
 from common import run_main
 from helpers import snapshot, tiny_flags
 
@@ -42,6 +42,34 @@ def assert_error(capfd, status, code, *hints):
 def steps(run_dir):
     """The steps of the log's rows (not those that record changed settings)."""
     return [row["step"] for row in read_log(run_dir / "log.jsonl") if "changed" not in row]
+
+
+# -----------------------------------------------------------------------------
+# one writer per run folder
+
+
+def test_the_lock_is_held_while_the_run_trains_and_missing_without_fcntl(tiny_dataset, tmp_path, monkeypatch):
+    """Past train.py's first check (two runs starting at once), the lock itself refuses the second writer,
+    before it writes anything; where the system has no fcntl (Windows) nothing is locked or refused."""
+    cfg, _ = train.settings(tiny_flags(tiny_dataset, tmp_path))
+    with hold_run_folder(tmp_path):
+        with pytest.raises(CheckpointError, match=f"is in use: a run is training there \\(process {os.getpid()}\\)"):
+            train.train(cfg)
+        with pytest.raises(CheckpointError, match="is in use"):
+            checkpoint.refuse_if_training(tmp_path)
+        monkeypatch.setattr(checkpoint, "fcntl", None)
+        checkpoint.refuse_if_training(tmp_path)  # no lock to see
+        assert train.train(cfg)["step"] == 12
+    assert not any(tmp_path.glob("*.tmp"))
+
+
+def test_a_filesystem_without_locks_trains_unlocked_with_a_warning(tiny_dataset, tmp_path, monkeypatch, capfd):
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(checkpoint.fcntl, "flock", no_locks)
+    assert run(tiny_flags(tiny_dataset, tmp_path, max_steps=2)) == 0
+    assert f"warning: {tmp_path} cannot be locked here (No locks available)" in capfd.readouterr().err
 
 
 # -----------------------------------------------------------------------------
