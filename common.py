@@ -6,6 +6,7 @@ import ctypes
 import os
 import platform
 import re
+import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -51,7 +52,7 @@ def run_main(main, argv):
     """Run a script's main(argv), which returns its exit status, and exit with it. A refused input exits
     with one line on stderr saying what was wrong: 2 for bad usage (a setting, a flag, a config file),
     1 for anything else (a missing or damaged checkpoint or dataset, a diverged run). A run stopped by
-    a signal exits 128 + its number (130 for Ctrl-C, 143 for SIGTERM), as shells expect."""
+    a signal exits 128 + its number (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), as shells expect."""
     try:
         status = main(argv)
     except ConfigError as e:
@@ -60,6 +61,10 @@ def run_main(main, argv):
     except (CheckpointError, DataError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         status = 1
+    except KeyboardInterrupt:  # Ctrl-C where nothing asks to finish the step first, or train.py's second one
+        print("error: interrupted by Ctrl-C; what was saved before is kept (a run resumes from its last checkpoint)",
+              file=sys.stderr)
+        status = 128 + signal.SIGINT
     sys.exit(status)
 
 

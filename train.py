@@ -193,17 +193,29 @@ def processes(device_setting):
         dist.destroy_process_group()
 
 
+# the signals that stop a run after its current step, with a checkpoint: Ctrl-C, kill's default, a closed terminal
+STOP_SIGNALS = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+
+
 @contextmanager
 def stop_signals():
-    """Ctrl-C (SIGINT) or SIGTERM asks the loop to stop after the current step, which then saves a
-    checkpoint; a second Ctrl-C kills. Yields a list that holds the signal's number once one came."""
+    """Ctrl-C (SIGINT), SIGTERM or SIGHUP (a closed terminal or ssh session) asks the loop to stop after the
+    current step, which then saves a checkpoint; a second Ctrl-C stops at once, keeping the last checkpoint.
+    After SIGHUP, what was written to the terminal, which is gone, goes nowhere: writing there would fail
+    before the checkpoint is saved. Yields a list that holds the signal's number once one came."""
     received = []
+    terminals = [fd for fd in (1, 2) if os.isatty(fd)]
 
     def request_stop(signum, frame):
         received.append(signum)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        if signum == getattr(signal, "SIGHUP", None):
+            nowhere = os.open(os.devnull, os.O_WRONLY)
+            for fd in terminals:
+                os.dup2(nowhere, fd)
+            os.close(nowhere)
 
-    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {signum: signal.signal(signum, request_stop) for signum in STOP_SIGNALS}
     try:
         yield received
     finally:
@@ -424,7 +436,7 @@ def precision_and_kernel(cfg, ckpt, device, stop):
 
 def train(cfg, ckpt=None):
     """Train as cfg says, continuing ckpt if given. Returns {"step", "time", "train_loss", "val_loss",
-    "stopped_by"}: the signal's number if Ctrl-C or SIGTERM stopped the run early, else None."""
+    "stopped_by"}: the signal's number if Ctrl-C, SIGTERM or SIGHUP stopped the run early, else None."""
     with processes(cfg.device) as procs, stop_signals() as stop, ExitStack() as held:
         if procs.master:  # the run folder's one writer, from now until the run ends
             held.enter_context(hold_run_folder(cfg.run_dir))

@@ -1,17 +1,29 @@
-"""Faults a class or an overnight run meets, tried as a user would: two runs on one run folder, a writer killed
-part way, a disk that is read-only or full. Each ends in one `error:` line, with nothing lost: the run resumes."""
+"""Faults a class or an overnight run meets, tried as a user would: two terminals on one run folder, a closed
+terminal, a second Ctrl-C while saving, a writer killed part way, a disk that is read-only or full. Each ends
+in one `error:` line, with nothing lost: the run resumes."""
 
 import errno
+import fcntl
 import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import termios
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import torch
 
 import checkpoint
+import compare
 import train
 from checkpoint import CheckpointError, hold_run_folder, load_checkpoint, read_log
 from common import run_main
-from helpers import snapshot, tiny_flags
+from helpers import ROOT, signal_at, snapshot, tiny_flags, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -44,8 +56,59 @@ def steps(run_dir):
     return [row["step"] for row in read_log(run_dir / "log.jsonl") if "changed" not in row]
 
 
+@contextmanager
+def training(args, **popen):
+    """train.py in a process of its own, for as long as the with-block runs; killed if still running after it."""
+    process = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, **popen)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=60)
+
+
 # -----------------------------------------------------------------------------
-# one writer per run folder
+# one writer per run folder; a closed terminal
+
+
+def test_a_live_run_folder_has_one_writer_and_a_closed_terminal_stops_it_with_a_checkpoint(tiny_dataset, tmp_path,
+                                                                                              capfd):
+    """A run trains in a terminal of its own (a pseudo-terminal); a second train.py on its folder, with --resume,
+    --overwrite or neither, and compare.py on that block are refused, naming its process. Then the terminal
+    closes (SIGHUP, as when an ssh session drops): the run saves a checkpoint and exits 129."""
+    folder = tmp_path / "sas_p"
+    args = tiny_flags(tiny_dataset, tmp_path / "{block}", max_steps=100_000, checkpoint_interval=1000)
+    terminal, its_end = pty.openpty()
+    with training(args, stdin=its_end, stdout=its_end, stderr=its_end, start_new_session=True,
+                  preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0)) as live:  # its controlling terminal
+        os.close(its_end)
+        shown, hang_up = [], threading.Event()
+        reader = threading.Thread(target=show, args=(terminal, shown, hang_up))
+        reader.start()
+        wait_for(lambda: len(read_log(folder / "log.jsonl")) >= 3)
+        for extra in ([], ["--resume"], ["--overwrite"]):
+            assert_error(capfd, 1, run(args + extra), f"{folder} is in use: a run is training there "
+                                                      f"(process {live.pid})")
+        compare_flags = [arg for arg in args if not arg.startswith("--block=")] + ["--blocks=sas_p",
+                                                                                   f"--report={tmp_path}"]
+        assert_error(capfd, 1, run(compare_flags, compare.main), f"{folder} is in use", f"process {live.pid}")
+        hang_up.set()  # the terminal closes
+        reader.join(timeout=10)
+        assert live.wait(timeout=60) == 128 + signal.SIGHUP
+    rows = steps(folder)
+    assert rows == list(range(1, len(rows) + 1))  # one writer: every step once, in order
+    assert load_checkpoint(folder / "ckpt.pt")["step"] == rows[-1]  # saved at the step it stopped
+    assert "Traceback" not in b"".join(shown).decode(errors="replace")
+
+
+def show(terminal, shown, hang_up):
+    """The terminal: what the run writes is read (or the run would wait once the terminal is full) until it
+    hangs up, as a closed window or a dropped ssh session does."""
+    while not hang_up.is_set():
+        if select.select([terminal], [], [], 0.1)[0]:
+            shown.append(os.read(terminal, 65536))
+    os.close(terminal)
 
 
 def test_the_lock_is_held_while_the_run_trains_and_missing_without_fcntl(tiny_dataset, tmp_path, monkeypatch):
@@ -74,6 +137,24 @@ def test_a_filesystem_without_locks_trains_unlocked_with_a_warning(tiny_dataset,
 
 # -----------------------------------------------------------------------------
 # stops at odd moments
+
+
+def test_a_second_ctrl_c_while_the_checkpoint_is_written_leaves_no_temporary_file(tiny_dataset, tmp_path,
+                                                                                   monkeypatch, capfd):
+    save = torch.save
+
+    def interrupted_save(state, f):
+        save(state, f)
+        if state["step"] > 0:  # the checkpoint after the first Ctrl-C: a second one lands while it is written
+            signal.raise_signal(signal.SIGINT)
+
+    signal_at(monkeypatch, 1)
+    monkeypatch.setattr(checkpoint.torch, "save", interrupted_save)
+    assert_error(capfd, 130, run(tiny_flags(tiny_dataset, tmp_path)), "interrupted by Ctrl-C")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "config.json", "gains.jsonl", "log.jsonl"]
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 0  # the last one written whole
+    monkeypatch.undo()
+    assert train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path, resume=True)))["step"] == 12
 
 
 def test_a_killed_writers_temporary_files_are_removed_and_never_taken_for_a_run(tiny_dataset, tmp_path):
