@@ -49,7 +49,12 @@ def load_manifest(data_dir):
 
 
 class Dataset:
-    """Token streams on disk (train.bin / val.bin, uint16) plus the tokenizer that made them."""
+    """Token streams on disk (train.bin / val.bin, uint16) plus the tokenizer that made them.
+
+    The token files are opened once and held open for the Dataset's lifetime, so the data cannot change
+    under a run: a dataset rebuilt meanwhile (prepare.py renames the new build into place) or deleted does
+    not reach it, and it trains on the build it opened to the end (a deleted build's disk space comes back
+    when the run ends)."""
 
     def __init__(self, data_dir):
         self.data_dir = Path(data_dir)
@@ -57,6 +62,13 @@ class Dataset:
         self.tokenizer = load_tokenizer(self.data_dir)  # built offline from the folder's rank file
         self.vocab_size = self.tokenizer.vocab_size  # <|endoftext|> included, e.g. 4097
         self.fingerprint = self.manifest["fingerprint"]  # a checkpoint can store it and refuse other data
+        try:
+            self.files = {split: open(self.data_dir / f"{split}.bin", "rb") for split in SPLITS}
+            rebuilt = load_manifest(self.data_dir)["fingerprint"] != self.fingerprint  # then the files may be its
+        except (OSError, DataError):
+            rebuilt = True
+        if rebuilt:
+            raise DataError(f"{self.data_dir} was rebuilt or removed while it was being opened; try again")
         for split in SPLITS:
             # an id the model has no embedding for would crash training far from its cause; one pass
             # over the file takes about a millisecond for the standard library's 5 MB
@@ -102,7 +114,8 @@ class Dataset:
     def _memmap(self, split):
         # a new memmap on every call: nanoGPT's workaround for memmaps that keep growing in memory,
         # https://stackoverflow.com/questions/45132940/numpy-memmap-memory-usage-want-to-iterate-once/61472122#61472122
-        return np.memmap(self.data_dir / f"{self._check_split(split)}.bin", dtype=np.uint16, mode="r")
+        # made from the file held open, not from its path, which may name another build by now
+        return np.memmap(self.files[self._check_split(split)], dtype=np.uint16, mode="r")
 
     def _tokens(self, split, block_size):
         """The split's tokens, checked to hold at least one window plus its target."""

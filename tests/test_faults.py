@@ -1,12 +1,13 @@
-"""Faults a class or an overnight run meets, tried as a user would: two terminals on one run folder, a closed
-terminal, a second Ctrl-C while saving, a writer killed part way, a disk that is read-only or full. Each ends
-in one `error:` line, with nothing lost: the run resumes."""
+"""Faults a class or an overnight run meets, tried as a user would: two terminals on one run folder, a dataset
+rebuilt or deleted under a live run, a closed terminal, a second Ctrl-C while saving, a writer killed part way,
+a disk that is read-only or full. Each ends in one `error:` line, with nothing lost: the run resumes."""
 
 import errno
 import fcntl
 import os
 import pty
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,8 @@ import compare
 import train
 from checkpoint import CheckpointError, hold_run_folder, load_checkpoint, read_log
 from common import run_main
-from helpers import ROOT, signal_at, snapshot, tiny_flags, wait_for
+from data.prepare import prepare
+from helpers import ROOT, signal_at, snapshot, tiny_flags, wait_for, write_corpus
 
 
 @pytest.fixture(autouse=True)
@@ -133,6 +135,37 @@ def test_a_filesystem_without_locks_trains_unlocked_with_a_warning(tiny_dataset,
     monkeypatch.setattr(checkpoint.fcntl, "flock", no_locks)
     assert run(tiny_flags(tiny_dataset, tmp_path, max_steps=2)) == 0
     assert f"warning: {tmp_path} cannot be locked here (No locks available)" in capfd.readouterr().err
+
+
+# -----------------------------------------------------------------------------
+# the data a run trains on cannot change under it
+
+
+def test_a_dataset_rebuilt_then_deleted_under_a_live_run_does_not_reach_it(tiny_dataset, tmp_path):
+    """The run is paused (SIGSTOP) while its dataset is rebuilt from other files (prepare.py renames the new
+    build into place and deletes the old one), and again while it is deleted: it trains on the build it opened
+    to the end, step for step as a run that nothing happened to."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data_dir)
+    flags = tiny_flags(str(data_dir), tmp_path / "run", max_steps=150, eval_interval=50, log_interval=10,
+                       checkpoint_interval=50)
+    with training(flags, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as live:
+        for change in (lambda: prepare(data_dir, source=write_corpus(tmp_path / "other", n_files=30), vocab_size=320,
+                                       val_fraction=0.3, force=True),
+                       lambda: shutil.rmtree(data_dir)):
+            logged = len(steps(tmp_path / "run"))
+            wait_for(lambda: len(steps(tmp_path / "run")) > logged)
+            live.send_signal(signal.SIGSTOP)
+            assert live.poll() is None  # paused mid-run
+            change()
+            live.send_signal(signal.SIGCONT)
+        assert live.wait(timeout=120) == 0, live.stderr.read()
+    train.train(*train.settings(flags + [f"--dataset={tiny_dataset}", f"--out_dir={tmp_path / 'undisturbed'}"]))
+    disturbed, undisturbed = (read_log(tmp_path / name / "log.jsonl") for name in ("run", "undisturbed"))
+    assert [row["step"] for row in disturbed] == [row["step"] for row in undisturbed] == list(range(10, 151, 10))
+    for key in ("train_loss", "val_loss"):
+        assert [row[key] for row in disturbed if key in row] == \
+            pytest.approx([row[key] for row in undisturbed if key in row], rel=1e-4)
 
 
 # -----------------------------------------------------------------------------
