@@ -43,6 +43,14 @@ if problem := torch_too_old(torch.__version__):  # every script imports this mod
 # exit statuses, the same for every script
 
 
+class ProcessesError(RuntimeError):
+    """One of torchrun's processes lost the others: said by the process that saw it (report), not by every one."""
+
+    def __init__(self, message, report=True):
+        super().__init__(message)
+        self.report = report
+
+
 def first_process():
     """True but in torchrun's processes other than rank 0: what every process would say alike, rank 0 says."""
     return os.environ.get("RANK", "0") == "0"
@@ -52,20 +60,34 @@ def run_main(main, argv):
     """Run a script's main(argv), which returns its exit status, and exit with it. A refused input exits
     with one line on stderr saying what was wrong: 2 for bad usage (a setting, a flag, a config file),
     1 for anything else (a missing or damaged checkpoint or dataset, a diverged run). A run stopped by
-    a signal exits 128 + its number (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), as shells expect."""
+    a signal exits 128 + its number (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), as shells expect.
+    Under torchrun, rank 0 alone says what every process met alike."""
     try:
         status = main(argv)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        say_error(e)
         status = 2
     except (CheckpointError, DataError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        say_error(e)
+        status = 1
+    except ProcessesError as e:
+        if e.report:
+            say_error(e, every_process=True)
         status = 1
     except KeyboardInterrupt:  # Ctrl-C where nothing asks to finish the step first, or train.py's second one
-        print("error: interrupted by Ctrl-C; what was saved before is kept (a run resumes from its last checkpoint)",
-              file=sys.stderr)
+        say_error("interrupted by Ctrl-C; what was saved before is kept (a run resumes from its last checkpoint)")
         status = 128 + signal.SIGINT
     sys.exit(status)
+
+
+def say_error(error, every_process=False):
+    """One line, error: ..., on stderr, by rank 0 alone unless every_process; on a line of its own (a process
+    other than rank 0 starts a new one: rank 0's progress bar may stand on the current one)."""
+    if every_process or first_process():
+        try:
+            print(("" if first_process() else "\n") + f"error: {error}", file=sys.stderr)
+        except OSError:  # stderr is gone too
+            pass
 
 
 def pyplot():

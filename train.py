@@ -17,9 +17,11 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, fields
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -29,9 +31,9 @@ from tqdm import tqdm
 from blocks import BLOCKS
 from checkpoint import (CheckpointError, append_log, hold_run_folder, load_checkpoint, read_log, refuse_if_training,
                         remove_leftovers, run_dir, save_checkpoint, write_file)
-from common import (ATTENTION_KERNELS, autocast, datasheet_flops, device_name, emulation_warning, first_process,
-                    measure_matmul_flops, native_precision, peak_memory, pick_attention, pick_device, pick_dtype,
-                    run_main, use_attention_kernel)
+from common import (ATTENTION_KERNELS, ProcessesError, autocast, datasheet_flops, device_name, emulation_warning,
+                    first_process, measure_matmul_flops, native_precision, peak_memory, pick_attention, pick_device,
+                    pick_dtype, run_main, use_attention_kernel)
 from configurator import ConfigError, parse_config, setting
 from data import dataset_dir, load_dataset
 from model import GPT, GPTConfig, ModelSettings
@@ -78,12 +80,15 @@ class TrainConfig(ModelSettings):  # the model's shape settings (n_layer, n_embd
                                      "builds the T x T matrix), explicit (builds it), or auto: fused on a GPU, the "
                                      "faster one on a CPU, measured", choices=["auto", *ATTENTION_KERNELS])
     compile: bool = setting(False, "torch.compile the model")
+    process_timeout: int = setting(300, "with torchrun: seconds a process waits for the others (at a step, an "
+                                        "evaluation, a checkpoint) before it stops, naming the one that stopped "
+                                        "answering")
     seed: int = setting(1337, "seeds the initialisation and the batches: the same seed gives every block the same data")
 
     def __post_init__(self):
         super().__post_init__()  # the model's settings
         for name in ("max_steps", "batch_size", "grad_accum", "eval_interval", "eval_windows", "log_interval",
-                     "checkpoint_interval"):
+                     "checkpoint_interval", "process_timeout"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
         limits = {"learning_rate": self.learning_rate > 0, "eps": self.eps > 0, "warmup_frac": 0 <= self.warmup_frac < 1,
@@ -112,7 +117,7 @@ class TrainConfig(ModelSettings):  # the model's shape settings (n_layer, n_embd
 
 # settings that change nothing a run computes: a resumed run may change them freely
 BOOKKEEPING = {"resume", "allow_changes", "overwrite", "eval_interval", "log_interval", "checkpoint_interval", "device",
-               "compile"}
+               "compile", "process_timeout"}
 # settings a checkpoint cannot be continued without: the model's shape and its data
 FIXED = {"dataset", "block"} | {f.name for f in fields(ModelSettings)}
 
@@ -160,21 +165,33 @@ class Processes:
     rank: int
     world_size: int
     device: str
+    store: object = None  # torchrun's key-value store
+    timeout: int = 0  # seconds a process waits for the others
 
     @property
     def master(self):  # the process that logs, evaluates the summary and writes checkpoints
         return self.rank == 0
 
+    def set_up_by_rank_0(self):
+        """Rank 0 sets the run up alone (its folder, the first checkpoint, the matmul peak), which may take
+        longer than a step: the others wait for it here, at torchrun's store, up to ten times the timeout, so
+        that from then on no process waits long for another."""
+        if self.world_size > 1 and self.master:
+            self.store.set("set up", "yes")
+        elif self.world_size > 1:
+            self.store.wait(["set up"], timedelta(seconds=10 * self.timeout))
+
 
 @contextmanager
-def processes(device_setting):
+def processes(device_setting, timeout):
     """Join torchrun's process group, if launched by torchrun, and leave it on every way out:
-    a process that exits without destroy_process_group can die at exit (SIGABRT)."""
+    a process that exits without destroy_process_group can die at exit (SIGABRT). Every wait for the
+    other processes ends after timeout seconds (on a GPU, torch's NCCL watchdog then ends the process)."""
     device = pick_device(device_setting)
     if "RANK" not in os.environ:
         yield Processes(0, 1, device)
         return
-    rank, world_size, local_rank = (int(os.environ[name]) for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+    local_rank = int(os.environ["LOCAL_RANK"])
     if device.startswith("cuda"):
         # one GPU per process: the local rank's, or the only one a cluster that gives each process its own GPU
         # (CUDA_VISIBLE_DEVICES) lets it see
@@ -185,12 +202,64 @@ def processes(device_setting):
         device = f"cuda:{local_rank if gpus > 1 else 0}"
         torch.cuda.set_device(device)
     cuda = device.startswith("cuda")
-    dist.init_process_group(backend="nccl" if cuda else "gloo", device_id=torch.device(device) if cuda else None)
+    store, rank, world_size = next(dist.rendezvous("env://", timeout=timedelta(seconds=timeout)))  # torchrun's
+    dist.init_process_group(backend="nccl" if cuda else "gloo", store=store, rank=rank, world_size=world_size,
+                            timeout=timedelta(seconds=timeout), device_id=torch.device(device) if cuda else None)
+    heartbeat = Heartbeat(store, rank)
     try:
-        yield Processes(rank, world_size, device)
+        yield Processes(rank, world_size, device, store, timeout)
         dist.barrier()  # nobody tears down while another process still talks
+    except RuntimeError as e:
+        if not isinstance(e, dist.DistError) and "gloo" not in str(e):
+            raise  # not a failed exchange between the processes
+        raise lost_contact(e, store, rank, world_size, timeout) from None
     finally:
+        heartbeat.stop()
         dist.destroy_process_group()
+
+
+class Heartbeat:
+    """A thread that counts up in torchrun's key-value store once a second while this process runs: a process
+    that stops answering (stopped with Ctrl-Z or SIGSTOP, or hung) stops counting, and so the others can name it."""
+
+    def __init__(self, store, rank):
+        self.store, self.key, self.stopped = store.clone(), f"heartbeat/{rank}", threading.Event()  # (a thread's own)
+        store.add(self.key, 1)
+        threading.Thread(target=self.beat, daemon=True).start()
+
+    def beat(self):
+        while not self.stopped.wait(1.0):
+            try:
+                self.store.add(self.key, 1)
+            except RuntimeError:  # the store is gone: the run is ending
+                return
+
+    def stop(self):
+        self.stopped.set()
+
+
+def lost_contact(e, store, rank, world_size, timeout):
+    """The error of a process whose exchange with the others failed: another one ended (the connection closed)
+    or stopped answering (the wait timed out), and then its heartbeat has stopped: the first process whose
+    heartbeat goes on names it."""
+    if not any(words in str(e).lower() for words in ("timed out", "timeout")):
+        return ProcessesError(f"rank {rank}: another process ended, so this one stops too (that one's own "
+                              f"message, or torchrun's report, says why); the last checkpoint is kept")
+    try:
+        counts = [store.add(f"heartbeat/{r}", 0) for r in range(world_size)]
+        time.sleep(2.5)  # two and a half beats
+        silent = [r for r in range(world_size) if store.add(f"heartbeat/{r}", 0) == counts[r]]
+    except RuntimeError:  # the store is gone too: torchrun has ended
+        return ProcessesError(f"rank {rank}: the other processes and torchrun stopped answering; the last checkpoint "
+                              f"is kept")
+    if silent:
+        message = (f"rank {', '.join(map(str, silent))} stopped answering (stopped, e.g. by Ctrl-Z or SIGSTOP, or "
+                   f"hung), so the others stopped waiting; the last checkpoint is kept: continue with --resume")
+    else:
+        message = (f"the processes waited for each other longer than --process_timeout={timeout} s; raise it, and "
+                   f"continue with --resume (the last checkpoint is kept)")
+    first_answering = min(set(range(world_size)) - set(silent))
+    return ProcessesError(message, report=rank == first_answering)
 
 
 # the signals that stop a run after its current step, with a checkpoint: Ctrl-C, kill's default, a closed terminal
@@ -437,7 +506,11 @@ def precision_and_kernel(cfg, ckpt, device, stop):
 def train(cfg, ckpt=None):
     """Train as cfg says, continuing ckpt if given. Returns {"step", "time", "train_loss", "val_loss",
     "stopped_by"}: the signal's number if Ctrl-C, SIGTERM or SIGHUP stopped the run early, else None."""
-    with processes(cfg.device) as procs, stop_signals() as stop, ExitStack() as held:
+    with processes(cfg.device, cfg.process_timeout) as procs, stop_signals() as stop, ExitStack() as held:
+        if cfg.grad_accum % procs.world_size:
+            raise ConfigError(f"--grad_accum={cfg.grad_accum} must be a multiple of the {procs.world_size} processes: "
+                              f"pass --grad_accum={procs.world_size} for one micro-batch of batch_size per process and "
+                              f"step (or a multiple of {procs.world_size})")
         if procs.master:  # the run folder's one writer, from now until the run ends
             held.enter_context(hold_run_folder(cfg.run_dir))
         device_type = torch.device(procs.device).type
@@ -447,8 +520,6 @@ def train(cfg, ckpt=None):
             dtype, why, attention, why_attention, resumed = same_on_every_process(
                 (dtype, why, attention, why_attention, resumed))
         use_attention_kernel(attention)
-        if cfg.grad_accum % procs.world_size:
-            raise ConfigError(f"--grad_accum={cfg.grad_accum} must be a multiple of the {procs.world_size} processes")
         ds = open_dataset(cfg, ckpt, procs)
         val_windows = ds.val_windows(cfg.block_size, cfg.eval_windows)
         state = start_or_resume(cfg, ckpt, ds.tokenizer.vocab_size, procs.device, dtype, attention)
@@ -474,6 +545,7 @@ def train(cfg, ckpt=None):
             log.peak_flops = {"mfu": measure_matmul_flops(procs.device, dtype, stop=stop),
                               "mfu_datasheet": datasheet_flops(procs.device, dtype)}
             log.flops_per_token = state.model.flops_per_token() / procs.world_size
+        procs.set_up_by_rank_0()
 
         interval = Interval(state.step)
         # closed on every way out, so that an error's line starts on a line of its own
@@ -517,7 +589,7 @@ def train(cfg, ckpt=None):
                 checkpoint(state, cfg, ds.fingerprint)
     final = log.last_row if procs.master else {}
     return {"step": state.step, "time": state.train_time, "train_loss": final.get("train_loss"),
-            "val_loss": final.get("val_loss"), "stopped_by": stop[0] if stop else None}
+            "val_loss": final.get("val_loss"), "stopped_by": stop[0] if stopping else None}
 
 
 class Interval:
@@ -532,7 +604,8 @@ class Interval:
         if loss is None:
             self.skipped += 1
             step = self.first_step + len(self.losses) + len(self.pending) + self.skipped - 1
-            tqdm.write(f"step {step}: the loss is not finite; skipped this batch", file=sys.stderr)
+            if first_process():
+                tqdm.write(f"step {step}: the loss is not finite; skipped this batch", file=sys.stderr)
         else:
             self.pending.append(loss)
 
@@ -601,10 +674,11 @@ def main(argv):
     cfg, ckpt = settings(argv)
     final = train(cfg, ckpt)
     if final["stopped_by"] is not None:
-        print(f"stopped at step {final['step']}; checkpoint saved. Continue with: python train.py "
-              f"--block={cfg.block} --out_dir={cfg.out_dir} --resume", file=sys.stderr)
+        if first_process():
+            print(f"stopped at step {final['step']}; checkpoint saved. Continue with: python train.py "
+                  f"--block={cfg.block} --out_dir={cfg.out_dir} --resume", file=sys.stderr)
         return 128 + final["stopped_by"]
-    if os.environ.get("RANK", "0") == "0":
+    if first_process():
         losses = ", ".join(f"{name} {final[key]:.4f}" for name, key in (("train loss", "train_loss"),
                                                                          ("val loss", "val_loss")) if final[key])
         print(f"done: {final['step']} steps in {final['time'] / 60:.1f} min of training, {losses or 'no new loss'}; "

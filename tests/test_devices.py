@@ -335,6 +335,16 @@ def test_a_numbered_gpu_becomes_the_current_one(gpu, monkeypatch):
         common.pick_device("cuda:2")
 
 
+class NoHeartbeat:
+    """train.Heartbeat without a store to count in."""
+
+    def __init__(self, store, rank):
+        pass
+
+    def stop(self):
+        pass
+
+
 @pytest.mark.parametrize("visible, local_rank, device", [(4, 3, "cuda:3"), (1, 3, "cuda:0")])
 def test_each_torchrun_process_takes_its_own_gpu(gpu, monkeypatch, visible, local_rank, device):
     """Four GPUs on the node, or (a cluster that hides the others) only the process's own, as cuda:0."""
@@ -342,14 +352,17 @@ def test_each_torchrun_process_takes_its_own_gpu(gpu, monkeypatch, visible, loca
     current, joined = [], []
     monkeypatch.setattr(torch.cuda, "device_count", lambda: visible)
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: current.append(device))
+    monkeypatch.setattr(train.dist, "rendezvous", lambda url, timeout: iter([("store", local_rank, 4)]))  # torchrun's
     monkeypatch.setattr(train.dist, "init_process_group", lambda **kwargs: joined.append(kwargs))
+    monkeypatch.setattr(train, "Heartbeat", NoHeartbeat)
     for name in ("barrier", "destroy_process_group"):
         monkeypatch.setattr(train.dist, name, lambda: None)
     for name, value in (("RANK", local_rank), ("WORLD_SIZE", 4), ("LOCAL_RANK", local_rank)):
         monkeypatch.setenv(name, str(value))
-    with train.processes("cuda") as procs:
+    with train.processes("cuda", timeout=300) as procs:
         assert (procs.rank, procs.world_size, procs.device) == (local_rank, 4, device)
-    assert current == [device] and joined == [{"backend": "nccl", "device_id": torch.device(device)}]
+    assert current == [device] and [(kwargs["backend"], kwargs["device_id"]) for kwargs in joined] == \
+        [("nccl", torch.device(device))]
 
 
 def test_the_oldest_torch_release_is_checked_in_one_line():

@@ -1,6 +1,7 @@
 """Faults a class or an overnight run meets, tried as a user would: two terminals on one run folder, a dataset
-rebuilt or deleted under a live run, a closed terminal, a second Ctrl-C while saving, a writer killed part way,
-a disk that is read-only or full. Each ends in one `error:` line, with nothing lost: the run resumes."""
+rebuilt or deleted under a live run, a closed terminal, a second Ctrl-C while saving, a torchrun process that
+stops answering, a writer killed part way, a disk that is read-only or full. Each ends in one `error:` line,
+with nothing lost: the run resumes."""
 
 import errno
 import fcntl
@@ -198,6 +199,81 @@ def test_a_killed_writers_temporary_files_are_removed_and_never_taken_for_a_run(
         (tmp_path / name).write_bytes(b"torn")
     train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path, max_steps=4, resume=True, allow_changes=True)))
     assert not any(tmp_path.glob("*.tmp")) and steps(tmp_path) == [1, 2, 3, 4]
+
+
+# -----------------------------------------------------------------------------
+# torchrun
+
+
+def torchrun_workers(launcher):
+    """{rank: process id} of the training processes a torchrun process started (Linux's /proc)."""
+    workers = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rpartition(")")[2].split()[1])
+            env = (stat.parent / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+        ranks = [line[5:] for line in env if line.startswith(b"RANK=")]
+        if parent == launcher and ranks:
+            workers[int(ranks[0])] = int(stat.parent.name)
+    return workers
+
+
+def test_torchrun_stops_on_a_signal_as_one_process_does_and_names_a_process_that_stopped_answering(tiny_dataset,
+                                                                                                    tmp_path):
+    """Two gloo processes. SIGTERM to one: both stop at the same step with a checkpoint, exit 143, and rank 0
+    alone says so (torchrun itself exits 1, as it does whenever a process fails). Resumed, and one process
+    stopped with SIGSTOP: the other waits --process_timeout seconds, not for ever, and names it in one line.
+    (Only the second run waits so briefly: rank 0 alone writes checkpoints, and on a busy machine their fsync
+    alone may take seconds.)"""
+    run_dir = tmp_path / "run"
+    flags = tiny_flags(tiny_dataset, run_dir, grad_accum=2, max_steps=100_000, eval_interval=1000,
+                       checkpoint_interval=1000)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py", *flags]
+    for resume, signum in (([], signal.SIGTERM), (["--resume", "--process_timeout=6"], signal.SIGSTOP)):
+        logged = len(read_log(run_dir / "log.jsonl"))
+        err = tmp_path / f"stderr_{signum.name}"
+        with open(err, "w") as errors:
+            launcher = subprocess.Popen(launch + resume, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors)
+        try:
+            wait_for(lambda: len(read_log(run_dir / "log.jsonl")) > logged, timeout=120)
+            rank1 = torchrun_workers(launcher.pid)[1]
+            os.kill(rank1, signum)
+            if signum == signal.SIGSTOP:
+                wait_for(lambda: "error: " in err.read_text(), timeout=60)
+                os.kill(rank1, signal.SIGKILL)  # (torchrun would, 30 s after rank 0 ended)
+            assert launcher.wait(timeout=60) == 1  # torchrun's own status for a run whose processes failed
+        finally:
+            if launcher.poll() is None:
+                launcher.kill()
+        lines = err.read_text().replace("\r", "\n").splitlines()
+        if signum == signal.SIGTERM:
+            assert sum(line.startswith("stopped at step") for line in lines) == 1, lines
+            assert any("exitcode  : 143" in line for line in lines)  # torchrun's report of the processes' statuses
+            stopped = int(next(line for line in lines if line.startswith("stopped at step")).split()[3].rstrip(";"))
+            assert load_checkpoint(run_dir / "ckpt.pt")["step"] == stopped == steps(run_dir)[-1]
+        else:
+            errors = [line for line in lines if line.startswith("error: ")]
+            assert len(errors) == 1 and errors[0].startswith("error: rank 1 stopped answering ("), lines
+            assert "Traceback" not in "".join(lines[:lines.index(errors[0])])  # (torchrun's own follows)
+            assert load_checkpoint(run_dir / "ckpt.pt")["step"] == stopped  # the last checkpoint is kept
+
+
+def test_a_grad_accum_that_torchrun_cannot_share_says_what_to_pass_and_rank_0_alone_says_it(tiny_dataset, tmp_path,
+                                                                                             monkeypatch, capfd):
+    """Two processes (their process group mocked: what is tested is the check before any exchange)."""
+
+    @contextmanager
+    def two_processes(device, timeout):
+        yield train.Processes(int(os.environ["RANK"]), 2, "cpu")
+
+    monkeypatch.setattr(train, "processes", two_processes)
+    monkeypatch.setenv("RANK", "1")
+    assert run(tiny_flags(tiny_dataset, tmp_path)) == 2 and capfd.readouterr().err == ""  # every process meets it
+    monkeypatch.setenv("RANK", "0")
+    assert_error(capfd, 2, run(tiny_flags(tiny_dataset, tmp_path)), "--grad_accum=1 must be a multiple of the 2 "
+                 "processes: pass --grad_accum=2 for one micro-batch of batch_size per process and step")
 
 
 # -----------------------------------------------------------------------------

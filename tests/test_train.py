@@ -345,10 +345,11 @@ def test_ddp_two_processes_match_one(tiny_dataset, tmp_path):
 def simulate_two_processes(monkeypatch):
     """Run train() in this one process as rank 0 of two: the collectives do nothing, DDP wraps nothing."""
     @contextmanager
-    def two_processes(device_setting):
+    def two_processes(device_setting, timeout):
         yield train.Processes(0, 2, "cpu")
 
     monkeypatch.setattr(train, "processes", two_processes)
+    monkeypatch.setattr(train.Processes, "set_up_by_rank_0", lambda self: None)
     monkeypatch.setattr(train, "DDP", lambda model, device_ids: model)
     monkeypatch.setattr(train, "same_on_every_process", lambda values: values)
     for name in ("all_reduce", "barrier"):
