@@ -203,22 +203,43 @@ def unwritable(path, e):
 # -----------------------------------------------------------------------------
 # reading
 
+# what a checkpoint of train.py holds, and what a reader of the trained model needs of it
+CHECKPOINT_KEYS = ("model", "optimizer", "scaler", "step", "train_time", "config", "model_config",
+                   "dataset_fingerprint", "device", "dtype", "attention", "data_rng", "torch_rng")
+MODEL_KEYS = ("model", "model_config", "config", "dataset_fingerprint")
+# settings that checkpoints saved by an earlier train.py lack, and what those runs computed without them
+EARLIER = {"attention": "fused"}  # before the attention setting, every run used SDPA's fused kernels
 
-def load_checkpoint(path):
+
+def load_checkpoint(path, needs=CHECKPOINT_KEYS):
+    """The checkpoint at path, with the keys a reader needs (refused in one line if it lacks one). A setting
+    that a checkpoint from an earlier train.py lacks gets the value those runs had: ckpt["earlier"] lists them."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}; train one first (python train.py) or check --out_dir")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, corrupt or not a checkpoint at all: torch raises many kinds
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}); "
                               f"it may be truncated or corrupt: restore it or start afresh with --overwrite") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict):
+        raise CheckpointError(f"{path} is a torch file, but not a checkpoint that train.py wrote (it holds no "
+                              f"settings); point at a run folder that train.py wrote")
+    ckpt["earlier"] = {key: value for key, value in EARLIER.items() if key in needs and key not in ckpt}
+    for key, value in ckpt["earlier"].items():
+        ckpt[key] = value
+        ckpt["config"].setdefault(key, value)
+    missing = [key for key in needs if key not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} is not a checkpoint of this train.py: it lacks {', '.join(missing)}; point "
+                              f"at a run folder that train.py wrote, or train afresh (--overwrite)")
+    return ckpt
 
 
 def load_trained_model(run_dir):
     """The GPT saved in run_dir/ckpt.pt, and the Dataset it was trained on, which must be the very
     build the model was trained on (not one rebuilt differently since)."""
-    ckpt = load_checkpoint(Path(run_dir) / "ckpt.pt")
+    ckpt = load_checkpoint(Path(run_dir) / "ckpt.pt", needs=MODEL_KEYS)
     model = GPT(GPTConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     dataset = Dataset(dataset_dir(ckpt["config"]["dataset"]))
@@ -230,12 +251,20 @@ def load_trained_model(run_dir):
 
 
 def read_log(path):
-    """The rows of a log.jsonl, ignoring a torn last line left by a kill."""
+    """The rows of a log (log.jsonl, gains.jsonl). A last line without its newline is a row torn by a kill,
+    and skipped; any other line that is not a row means the log was damaged, and is refused in one line."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    *lines, _ = path.read_bytes().split(b"\n")  # after the last newline: nothing, or a torn row
     rows = []
-    if Path(path).exists():
-        for line in Path(path).read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):  # not UTF-8, not JSON
+            row = None
+        if not isinstance(row, dict) or "step" not in row:
+            raise CheckpointError(f"{path}, line {number} is not a row of train.py's log ({line[:40]!r}); "
+                                  f"delete that line (or the whole log) and try again")
+        rows.append(row)
     return rows

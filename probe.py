@@ -199,7 +199,7 @@ def probe(cfg):
         raise CheckpointError(f"no checkpoint at {Path(missing[0]) / 'ckpt.pt'}; --checkpoints takes run folders "
                               f"of train.py, e.g. out/sas_p")
     for folder in folders:  # likewise a --layer that some run does not have
-        n_layer = load_checkpoint(Path(folder) / "ckpt.pt")["model_config"]["n_layer"]
+        n_layer = load_checkpoint(Path(folder) / "ckpt.pt", needs=["model_config"])["model_config"]["n_layer"]
         if cfg.layer > n_layer:
             raise ConfigError(f"--layer={cfg.layer}: {folder} has blocks 1 to {n_layer}")
     results = {}

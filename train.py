@@ -15,6 +15,7 @@ log_interval steps) and config.json. train() is the whole loop; the functions ab
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -22,6 +23,7 @@ import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -115,9 +117,10 @@ class TrainConfig(ModelSettings):  # the model's shape settings (n_layer, n_embd
         return GPTConfig.of(self, self.block, vocab_size)
 
 
-# settings that change nothing a run computes: a resumed run may change them freely
+# settings that change nothing a run computes: a resumed run may change them freely (out_dir: the run is where its
+# folder is now, whatever it was called when the run started)
 BOOKKEEPING = {"resume", "allow_changes", "overwrite", "eval_interval", "log_interval", "checkpoint_interval", "device",
-               "compile", "process_timeout"}
+               "compile", "out_dir", "process_timeout"}
 # settings a checkpoint cannot be continued without: the model's shape and its data
 FIXED = {"dataset", "block"} | {f.name for f in fields(ModelSettings)}
 
@@ -141,7 +144,14 @@ def settings(argv):
         TrainConfig(**ckpt["config"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{cfg.run_dir / 'ckpt.pt'} was not written by this train.py ({e})") from None
-    cfg = parse_config(TrainConfig, argv, "train.py", defaults=ckpt["config"])  # argv on top of the saved settings
+    missing = [f.name for f in fields(TrainConfig) if f.name not in ckpt["config"] and f.name not in BOOKKEEPING]
+    if missing:
+        raise CheckpointError(f"{cfg.run_dir / 'ckpt.pt'} was saved by an earlier train.py, without the settings "
+                              f"{', '.join(missing)}, whose meaning then is not known: start afresh (--overwrite)")
+    # argv on top of the saved settings; the run folder is the one the checkpoint was read from
+    cfg = parse_config(TrainConfig, argv, "train.py", defaults=ckpt["config"] | {"out_dir": str(cfg.run_dir)})
+    if first_process():
+        say_how_the_run_continues(cfg, ckpt)
     changes = changed_settings(ckpt["config"], cfg)
     described = ", ".join(f"{key}={new!r} (saved: {old!r})" for key, (old, new) in changes.items())
     if changes.keys() & FIXED:
@@ -157,6 +167,27 @@ def changed_settings(saved, cfg):
     """{setting: (saved value, value now)} for every setting that changes what the run computes."""
     return {key: (saved[key], value) for key, value in asdict(cfg).items()
             if key not in BOOKKEEPING and saved[key] != value}
+
+
+def say_how_the_run_continues(cfg, ckpt):
+    """The lines a resumed run owes its user: what an earlier train.py's checkpoint lacked, where the run folder
+    moved, and that config.json (a record) was not read."""
+    for key, value in ckpt["earlier"].items():
+        print(f"note: the checkpoint was saved before the {key} setting existed; it continues with {key}={value}, "
+              f"what every run did then")
+    saved_in, here = ckpt.get("run_dir"), cfg.run_dir.resolve()
+    if saved_in and Path(saved_in) != here:
+        print(f"note: the run was saved in {saved_in}; its folder moved, and it continues where it is now, in {here}")
+    try:
+        record = json.loads((cfg.run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = {}
+    edited = sorted(key for key, value in ckpt["config"].items()
+                    if key not in BOOKKEEPING and record.get(key, value) != value)
+    if edited:
+        print(f"note: config.json differs from the checkpoint's settings ({', '.join(edited)}); it is a record of "
+              f"them, not an input: the run continues with the checkpoint's settings (change one with "
+              f"--NAME=VALUE --allow_changes), and config.json is written again")
 
 
 @dataclass
@@ -343,7 +374,8 @@ def checkpoint(state, cfg, fingerprint):
         "scaler": state.scaler.state_dict(), "step": state.step, "train_time": state.train_time,
         "config": asdict(cfg), "model_config": asdict(state.model.config), "dataset_fingerprint": fingerprint,
         "device": device_name(state.device), "dtype": state.dtype, "attention": state.attention,
-        "data_rng": state.data_rng.get_state(), "torch_rng": torch.get_rng_state()})
+        "data_rng": state.data_rng.get_state(), "torch_rng": torch.get_rng_state(),
+        "run_dir": str(cfg.run_dir.resolve())})  # where it was saved: a resumed run says if its folder moved
 
 
 def train_step(model, state, micro_batches, cfg, ctx, device, ddp=None):
@@ -522,6 +554,9 @@ def train(cfg, ckpt=None):
         use_attention_kernel(attention)
         ds = open_dataset(cfg, ckpt, procs)
         val_windows = ds.val_windows(cfg.block_size, cfg.eval_windows)
+        if procs.master and len(val_windows[0]) < cfg.eval_windows:
+            print(f"note: the validation split holds {len(val_windows[0])} windows of {cfg.block_size} tokens, fewer "
+                  f"than eval_windows={cfg.eval_windows}: the run evaluates on those {len(val_windows[0])}")
         state = start_or_resume(cfg, ckpt, ds.tokenizer.vocab_size, procs.device, dtype, attention)
         changes = changed_settings(ckpt["config"], cfg) if ckpt else {}  # allowed by --allow_changes
         ckpt = None  # free its memory
@@ -675,8 +710,8 @@ def main(argv):
     final = train(cfg, ckpt)
     if final["stopped_by"] is not None:
         if first_process():
-            print(f"stopped at step {final['step']}; checkpoint saved. Continue with: python train.py "
-                  f"--block={cfg.block} --out_dir={cfg.out_dir} --resume", file=sys.stderr)
+            resume = shlex.join(["python", "train.py", f"--block={cfg.block}", f"--out_dir={cfg.run_dir}", "--resume"])
+            print(f"stopped at step {final['step']}; checkpoint saved. Continue with: {resume}", file=sys.stderr)
         return 128 + final["stopped_by"]
     if first_process():
         losses = ", ".join(f"{name} {final[key]:.4f}" for name, key in (("train loss", "train_loss"),

@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 import bench
 import compare
@@ -39,6 +40,12 @@ def place(tiny_dataset, tmp_path_factory):
     (root / "latin1.py").write_bytes(b"# caf\xe9\nn_layer = 3\n")
     (root / "a_file").write_text("not a folder")
     place = {"data": tiny_dataset, "root": root, "run": root / "run", **{f"broken_{k}": v for k, v in broken.items()}}
+    (root / "foreign").mkdir()
+    torch.save({"hello": 1}, root / "foreign" / "ckpt.pt")  # a torch file, not a checkpoint of train.py
+    log = (root / "run" / "log.jsonl").read_bytes()
+    for damage, line in (("not_utf8_log", b"\xff\xfe\n"), ("not_a_row_log", b"[1, 2]\n")):  # not what a kill leaves
+        place[damage] = shutil.copytree(root / "run", root / damage)
+        (place[damage] / "log.jsonl").write_bytes(log + line + log)
     compare.compare(*compare.parse([arg.format(**place) for arg in COMPARE_FLAGS]))
     (root / "compare" / "pre_ln" / "log.jsonl").unlink()  # a finished block whose log went missing
     return place
@@ -87,12 +94,16 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     (T, ["--dataset={broken_ids}"], "holds token id 60000", 1),
     (T, ["--dataset={broken_tokenizer}"], "tokenizer.json is damaged", 1),
     (T, ["--block_size=100000"], "fewer than block_size + 1", 1),
+    (T, ["--out_dir={root}/foreign", "--resume"], "is a torch file, but not a checkpoint that train.py wrote", 1),
+    (T, ["--out_dir={not_utf8_log}", "--resume"], "log.jsonl, line 3 is not a row of train.py's log", 1),
+    (T, ["--out_dir={not_a_row_log}", "--resume"], "log.jsonl, line 3 is not a row of train.py's log", 1),
     ("sample.py", ["--out_dir={run}", "--temperature=nan"], "must be a finite number", 2),
     ("sample.py", ["--out_dir={run}", "--temperature=0"], "temperature > 0", 2),
     ("sample.py", ["--out_dir={run}", "--top_k=-1"], "top_k >= 0", 2),
     ("sample.py", ["--out_dir={run}", "--prompt=FILE:{root}/none.txt"], "cannot read the prompt file", 2),
     ("sample.py", ["--out_dir={root}/none"], "no checkpoint at", 1),
     ("sample.py", ["--out_dir=out/{{foo}}"], "the only placeholder it may hold is {block}", 2),
+    ("sample.py", ["--out_dir={root}/foreign"], "is a torch file, but not a checkpoint that train.py wrote", 1),
     ("prepare.py", ["--vocab_size=10", "--out={root}/new_data"], "vocab_size=10 is out of range", 1),
     ("prepare.py", ["--val_fraction=2", "--out={root}/new_data"], "val_fraction=2.0 must be between 0 and 1", 1),
     ("prepare.py", ["--source={root}/none", "--out={root}/new_data"], "does not exist", 1),
@@ -124,6 +135,7 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     ("probe.py", ["--checkpoints={root}/none"], "no checkpoint at", 1),
     ("probe.py", ["--n_layer=many"], "expected an integer", 2),
     ("probe.py", ["--block_size=1"], "block_size >= 2", 2),
+    ("probe.py", ["--checkpoints={root}/foreign"], "is a torch file, but not a checkpoint that train.py wrote", 1),
 ]
 
 

@@ -1,13 +1,15 @@
 """Faults a class or an overnight run meets, tried as a user would: two terminals on one run folder, a dataset
 rebuilt or deleted under a live run, a closed terminal, a second Ctrl-C while saving, a torchrun process that
-stops answering, a writer killed part way, a disk that is read-only or full. Each ends in one `error:` line,
-with nothing lost: the run resumes."""
+stops answering, a moved run folder, an older checkpoint, a disk that is read-only or full. Each ends in one
+`error:` line or a note, with nothing lost: the run resumes."""
 
 import errno
 import fcntl
+import json
 import os
 import pty
 import select
+import shlex
 import shutil
 import signal
 import subprocess
@@ -278,6 +280,68 @@ def test_a_grad_accum_that_torchrun_cannot_share_says_what_to_pass_and_rank_0_al
 
 # -----------------------------------------------------------------------------
 # files and paths as users have them
+
+
+def test_resume_takes_the_run_folder_however_it_is_written_and_wherever_it_moved(tiny_dataset, tmp_path,
+                                                                                 monkeypatch, capsys):
+    train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path / "a", max_steps=4)))
+    monkeypatch.chdir(tmp_path)
+    for spelling in ("a/", "./a", str(tmp_path / "a")):  # the same folder: no setting changed, nothing moved
+        cfg, ckpt = train.settings(tiny_flags(tiny_dataset, spelling, resume=True, max_steps=4))
+        assert cfg.run_dir.resolve() == tmp_path / "a" and ckpt["step"] == 4
+    assert "moved" not in capsys.readouterr().out
+    (tmp_path / "a").rename(tmp_path / "moved here")
+    final = train.train(*train.settings(tiny_flags(tiny_dataset, "moved here", resume=True, max_steps=6,
+                                                   allow_changes=True)))
+    assert final["step"] == 6 and steps(tmp_path / "moved here") == list(range(1, 7))
+    assert f"its folder moved, and it continues where it is now, in {tmp_path / 'moved here'}" in capsys.readouterr().out
+    assert not (tmp_path / "a").exists()
+
+
+def test_the_continue_hint_is_quoted_for_the_shell(tiny_dataset, tmp_path, monkeypatch, capfd):
+    run_dir = tmp_path / "my runs" / "it's here"
+    signal_at(monkeypatch, 2)
+    assert run(tiny_flags(tiny_dataset, run_dir)) == 130
+    hint = capfd.readouterr().err.rstrip().rpartition("Continue with: ")[2]
+    monkeypatch.undo()
+    assert shlex.split(hint) == ["python", "train.py", "--block=sas_p", f"--out_dir={run_dir}", "--resume"]
+    assert run(shlex.split(hint)[2:]) == 0 and steps(run_dir)[-1] == 12
+
+
+def test_a_checkpoint_of_an_earlier_train_py(tiny_dataset, tmp_path, capfd):
+    """A setting newer than the checkpoint gets the meaning it had then, with a note; what has no known
+    meaning is named in one line, and nothing changes."""
+    train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path, max_steps=4)))
+    saved = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    del saved["attention"], saved["config"]["attention"], saved["run_dir"]  # saved before these existed
+    torch.save(saved, tmp_path / "ckpt.pt")
+    capfd.readouterr()
+    assert run([f"--out_dir={tmp_path}", "--resume", "--max_steps=6", "--allow_changes"]) == 0
+    out = capfd.readouterr().out
+    assert "note: the checkpoint was saved before the attention setting existed; it continues with " \
+           "attention=fused" in out and "fused attention" in out
+    assert load_checkpoint(tmp_path / "ckpt.pt")["attention"] == "fused"
+    for lacking, named in ((lambda ckpt: ckpt.pop("dtype"), "it lacks dtype"),
+                           (lambda ckpt: ckpt["config"].pop("warmup_frac"), "without the settings warmup_frac")):
+        older = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+        lacking(older)
+        (tmp_path / "older").mkdir(exist_ok=True)
+        torch.save(older, tmp_path / "older" / "ckpt.pt")
+        before = snapshot(tmp_path)
+        assert_error(capfd, 1, run([f"--out_dir={tmp_path / 'older'}", "--resume"]), named)
+        assert snapshot(tmp_path) == before
+
+
+def test_resume_says_that_config_json_is_a_record_and_when_eval_windows_is_capped(tiny_dataset, tmp_path, capsys):
+    train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path, max_steps=2, eval_windows=1000)))
+    assert capsys.readouterr().out.count("note: the validation split holds 45 windows of 32 tokens, fewer than "
+                                         "eval_windows=1000") == 1
+    record = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(record | {"learning_rate": 0.1}))
+    train.train(*train.settings([f"--out_dir={tmp_path}", "--resume"]))
+    assert "note: config.json differs from the checkpoint's settings (learning_rate); it is a record" in \
+        capsys.readouterr().out
+    assert json.loads((tmp_path / "config.json").read_text())["learning_rate"] == record["learning_rate"]
 
 
 def failing_writes(monkeypatch, refused=lambda path, mode: True, code=errno.EROFS):
