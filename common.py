@@ -59,11 +59,12 @@ def first_process():
 def run_main(main, argv):
     """Run a script's main(argv), which returns its exit status, and exit with it. A refused input exits
     with one line on stderr saying what was wrong: 2 for bad usage (a setting, a flag, a config file),
-    1 for anything else (a missing or damaged checkpoint or dataset, a diverged run). A run stopped by
-    a signal exits 128 + its number (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), as shells expect.
-    Under torchrun, rank 0 alone says what every process met alike."""
+    1 for anything else (a missing or damaged checkpoint or dataset, a diverged run, output nobody reads).
+    A run stopped by a signal exits 128 + its number (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), as
+    shells expect. Under torchrun, rank 0 alone says what every process met alike."""
     try:
         status = main(argv)
+        sys.stdout.flush()  # here, where a closed pipe is still caught, not at exit
     except ConfigError as e:
         say_error(e)
         status = 2
@@ -77,6 +78,15 @@ def run_main(main, argv):
     except KeyboardInterrupt:  # Ctrl-C where nothing asks to finish the step first, or train.py's second one
         say_error("interrupted by Ctrl-C; what was saved before is kept (a run resumes from its last checkpoint)")
         status = 128 + signal.SIGINT
+    except BrokenPipeError:  # the output's reader went away early: python sample.py | head -n 1
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # or Python's flush at exit fails again
+        say_error("the output's reader closed it early (e.g. | head); stopped there (a run resumes from its last "
+                  "checkpoint)")
+        status = 1
+    except UnicodeEncodeError as e:  # PYTHONIOENCODING=ascii, or a terminal in a narrow locale
+        say_error(f"this terminal's encoding ({sys.stdout.encoding}) cannot show {e.object[e.start:e.end]!a}; run "
+                  f"again with PYTHONIOENCODING=utf-8 (or a UTF-8 locale)")
+        status = 1
     sys.exit(status)
 
 

@@ -20,6 +20,7 @@ alpha I + beta A - gamma C at initialisation and after training (attention_RUN.p
 import json
 import statistics
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from tqdm import tqdm
 from blocks import BLOCKS
 from blocks.parts import (IdentityPlusLinear, ShapedAttention, causal_softmax, shaped_attention_matrix,
                           uniform_causal_matrix)
-from checkpoint import CheckpointError, load_checkpoint, load_trained_model, read_log
+from checkpoint import CheckpointError, load_checkpoint, load_trained_model, read_log, remedy
 from common import pick_device, pyplot, run_main
 from configurator import ConfigError, parse_config, setting
 from data import load_dataset
@@ -202,6 +203,12 @@ def probe(cfg):
         n_layer = load_checkpoint(Path(folder) / "ckpt.pt", needs=["model_config"])["model_config"]["n_layer"]
         if cfg.layer > n_layer:
             raise ConfigError(f"--layer={cfg.layer}: {folder} has blocks 1 to {n_layer}")
+    out = Path(cfg.out)
+    try:  # likewise an --out it cannot write into
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as e:
+        raise ConfigError(f"cannot write into --out={out} ({e.strerror}); {remedy(e, 'pick another --out')}") from None
     results = {}
     for name, model, idx in tqdm(models(cfg), total=len(folders or cfg.blocks.split(",")), desc="probing",
                                  unit="model"):
@@ -211,8 +218,6 @@ def probe(cfg):
             results[name]["gains"] = learned_gains(model)
     uniform = attention_entropy(uniform_causal_matrix(idx.size(1))[None, None]).item()
     print_tables(results, uniform)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = out / (cfg.name or ("trained" if folders else "init"))
     report = {"settings": asdict(cfg), "uniform_entropy": uniform, "results": results}
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")

@@ -26,11 +26,19 @@ def load_dataset(name):
     # imported here, not at the top: data/dataset.py and data/prepare.py import DATA_DIR from this
     # package, so a top-level import would be circular, and `python data/prepare.py` (run as __main__)
     # would load prepare.py a second time, as data.prepare
+    import tempfile
+
+    from data.bpe import DataError
     from data.dataset import Dataset
     from data.prepare import prepare
 
     path = dataset_dir(name)
     if name == DEFAULT_DATASET and not path.exists():
         print("first run: building the default dataset from this Python's standard library")
-        prepare(path)
+        try:
+            tempfile.TemporaryFile(dir=path.parent).close()  # a folder it cannot write is refused before the work
+            prepare(path)
+        except OSError as e:
+            raise DataError(f"cannot build the default dataset in {path.parent} ({e.strerror}); build it where you "
+                            f"can write with `python data/prepare.py --out=DIR`, and pass --dataset=DIR") from None
     return Dataset(path)

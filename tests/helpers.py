@@ -40,10 +40,10 @@ def write_corpus(root, n_files=12):
 ROOT = Path(__file__).parent.parent
 
 
-def run_script(*args, timeout=120):
+def run_script(*args, timeout=120, env=None):
     """Run one of the repo's scripts (python SCRIPT ARGS...) from the repo root; capture its output."""
     return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
 
 
 def assert_one_line_error(result, *hints, status=None):

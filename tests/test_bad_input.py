@@ -136,6 +136,7 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     ("probe.py", ["--n_layer=many"], "expected an integer", 2),
     ("probe.py", ["--block_size=1"], "block_size >= 2", 2),
     ("probe.py", ["--checkpoints={root}/foreign"], "is a torch file, but not a checkpoint that train.py wrote", 1),
+    ("probe.py", ["--out={root}/a_file/probe"], "cannot write into --out=", 2),
 ]
 
 

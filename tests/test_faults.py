@@ -1,7 +1,7 @@
 """Faults a class or an overnight run meets, tried as a user would: two terminals on one run folder, a dataset
 rebuilt or deleted under a live run, a closed terminal, a second Ctrl-C while saving, a torchrun process that
-stops answering, a moved run folder, an older checkpoint, a disk that is read-only or full. Each ends in one
-`error:` line or a note, with nothing lost: the run resumes."""
+stops answering, a moved run folder, an older or a foreign checkpoint, a disk that is read-only or full, output
+into `head` or an ASCII terminal. Each ends in one `error:` line or a note, with nothing lost: the run resumes."""
 
 import errno
 import fcntl
@@ -24,11 +24,13 @@ import torch
 
 import checkpoint
 import compare
+import data
 import train
 from checkpoint import CheckpointError, hold_run_folder, load_checkpoint, read_log
 from common import run_main
+from data.bpe import DataError
 from data.prepare import prepare
-from helpers import ROOT, signal_at, snapshot, tiny_flags, wait_for, write_corpus
+from helpers import ROOT, assert_one_line_error, run_script, signal_at, snapshot, tiny_flags, wait_for, write_corpus
 
 
 @pytest.fixture(autouse=True)
@@ -420,3 +422,29 @@ def test_a_file_rewritten_as_a_run_resumes_is_replaced_whole_or_not_at_all(tiny_
     assert_error(capfd, 1, run(tiny_flags(tiny_dataset, tmp_path, resume=True, max_steps=4, allow_changes=True)),
                  "could not write", "log.jsonl (No space left on device)", "make room on that disk")
     assert snapshot(tmp_path) == before  # the log as it was, and no temporary file
+
+
+def test_the_first_use_build_into_a_folder_it_cannot_write_is_refused_before_the_work(tmp_path, monkeypatch, capfd):
+    (tmp_path / "a_file").write_text("not a folder")
+    monkeypatch.setattr(data, "DATA_DIR", tmp_path / "a_file" / "data")  # no folder can be made there
+    assert_error(capfd, 1, run(["--dataset=stdlib", f"--out_dir={tmp_path / 'run'}"]),
+                 "cannot build the default dataset in", "python data/prepare.py --out=DIR")
+    with pytest.raises(DataError):
+        data.load_dataset("stdlib")
+
+
+def test_output_into_head_and_onto_an_ascii_terminal_end_in_one_line(tiny_dataset, tmp_path):
+    train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path, max_steps=2)))
+    (tmp_path / "long_prompt.py").write_text("x = 1\n" * 20_000)  # more than a pipe holds: sample.py must wait
+    sample = [sys.executable, "sample.py", f"--out_dir={tmp_path}", f"--prompt=FILE:{tmp_path / 'long_prompt.py'}",
+              "--num_samples=1", "--max_new_tokens=1", "--device=cpu"]
+    head = subprocess.Popen(sample, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert head.stdout.readline() == "x = 1\n"  # python sample.py ... | head -n 1
+    head.stdout.close()
+    assert head.wait(timeout=120) == 1
+    assert head.stderr.read().splitlines() == ["error: the output's reader closed it early (e.g. | head); stopped "
+                                               "there (a run resumes from its last checkpoint)"]
+    ascii_terminal = run_script("sample.py", f"--out_dir={tmp_path}", "--prompt=café", "--device=cpu",
+                                env=os.environ | {"PYTHONIOENCODING": "ascii"})
+    assert_one_line_error(ascii_terminal, "this terminal's encoding (ascii) cannot show '\\xe9'",
+                          "PYTHONIOENCODING=utf-8", status=1)
