@@ -21,7 +21,9 @@ a run's first lines say what it picked): on that CPU bfloat16 and the explicit k
 run above but the last two (the float32 run picked the fused kernel). The fused kernel moves the
 block without the skip by 0.09, to 6.580, and sas and sas_p by less than 0.001 (5.905 and
 5.913): on the plateau, rounding decides where a run drifts. A machine that picks otherwise
-sees other numbers for that block, such as the last two rows.
+sees other numbers for that block, such as the last two rows. Even the thread count matters: the
+same three commands with two threads instead of one, on the same kind of CPU and the same picks,
+gave 6.562 for the block without the skip and again 5.905 and 5.913 (results/no_mlp_skip/).
 
 At initialisation, the mean cosine similarity between positions entering block 0 and after
 blocks 3, 6, ..., 18 of exercise 2's model (18 layers, width 128), with BLOCKS["sas_no_mlp_skip"]

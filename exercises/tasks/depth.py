@@ -102,12 +102,12 @@ def table(report, predicted):
     depths = sorted({entry["swept"]["n_layer"] for entry in report["results"]})
     losses = {(entry["block"], entry["swept"]["n_layer"]): entry["val_loss_by_seed"] for entry in report["results"]}
     changes, beyond = change_with_depth(report), beyond_the_seeds(report)
-    lines = [f"{'block':14}{f'{depths[0]} layers':>18}{f'{depths[-1]} layers':>18}{'change':>22}"
+    lines = [f"{'block':14}{f'{depths[0]} layers':>18}{f'{depths[-1]} layers':>18}{'change':>24}"
              f"{'beyond the seeds':>18}   predicted"]
     for block, change in changes.items():
         seeds = [" ".join(f"{loss:.3f}" for loss in losses[block, depth]) for depth in (depths[0], depths[-1])]
         mean_and_seeds = f"{change['mean']:+.1%} (" + " ".join(f"{c:+.1%}" for c in change["by_seed"]) + ")"
-        lines.append(f"{block:14}{seeds[0]:>18}{seeds[1]:>18}{mean_and_seeds:>22}{str(beyond[block]):>18}   "
+        lines.append(f"{block:14}{seeds[0]:>18}{seeds[1]:>18}{mean_and_seeds:>24}{str(beyond[block]):>18}   "
                      f"{predicted.get(block, '')}")
     return "\n".join(lines)
 
