@@ -5,7 +5,8 @@ table of results is a copy of the report a command wrote, every measured number 
 the number in the file it came from, and CI runs exactly the README's test command.
 
 How a page states a measured result, so that these tests can hold it to its source:
-- a table: the report's file between two comments, copied whole:
+- a table, or a program's output: the file it was written to between two comments, copied whole
+  (a file other than markdown inside a ```text block):
       <!-- table: results/ladder/compare.md -->
       ...the file's contents...
       <!-- end table -->
@@ -17,6 +18,7 @@ How a page states a measured result, so that these tests can hold it to its sour
   written, must give the number; a % is a fraction times 100.
 """
 
+import ast
 import importlib.metadata
 import json
 import os
@@ -25,6 +27,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -79,8 +82,9 @@ WRITES_TO = {  # where each script writes when a command does not say, under tmp
 
 
 def fewer_runs(args, script):
-    """A compare.py command with at most two blocks, seeds and sweep values: the same code paths, fewer runs.
-    Without --blocks it would train all of them; then it trains those that later commands read."""
+    """A compare.py command with at most two blocks, seeds and values of each swept setting: the same code paths,
+    fewer runs. Seeds and sweeps that only a config file sets are dropped, and without --blocks it trains the
+    blocks that later commands read."""
     if script != "compare.py":
         return args
     shrunk = []
@@ -89,10 +93,12 @@ def fewer_runs(args, script):
         if name in ("--blocks", "--seeds"):
             arg = f"{name}={','.join(values.split(',')[:2])}"
         elif name == "--sweep":
-            setting, _, swept = values.partition("=")
-            arg = f"--sweep={setting}={','.join(swept.split(',')[:2])}"
+            arg = "--sweep=" + " ".join(f"{setting}={','.join(swept.split(',')[:2])}"
+                                        for setting, _, swept in (part.partition("=") for part in values.split()))
         shrunk.append(arg)
-    if not any(arg.startswith("--blocks=") for arg in args):
+    given = {arg.partition("=")[0] for arg in args}
+    shrunk += [f"{flag}=" for flag in ("--seeds", "--sweep") if flag not in given]
+    if "--blocks" not in given:
         shrunk.append("--blocks=pre_ln,sas_p,sas_vp")  # the probe of trained runs reads sas_p and sas_vp
     return shrunk
 
@@ -155,9 +161,36 @@ def test_every_documented_command_runs(tiny_dataset, tmp_path):
             assert (tmp_path / figure).stat().st_size > 0, f"{doc} shows {figure}, but no documented command draws it"
 
 
+SHOWN = re.compile(r"^<!-- code: (\S+?)(?: (\S+))? -->\n```python\n(.*?)^```$", flags=re.S | re.M)
+
+
+def source_of(path, name=""):
+    """A file of the repository, or one class or function of it (Class.method for a method), dedented."""
+    text = (ROOT / path).read_text()
+    if not name:
+        return text
+    node = ast.parse(text)
+    for part in name.split("."):
+        node = next(n for n in node.body if getattr(n, "name", None) == part)
+    first = min([node, *node.decorator_list], key=lambda n: n.lineno).lineno
+    return textwrap.dedent("".join(text.splitlines(keepends=True)[first - 1:node.end_lineno]))
+
+
+def test_every_file_shown_is_the_file():
+    """A page shows a block's whole file, or a part of one, as <!-- code: blocks/sas.py --> (or
+    <!-- code: blocks/parts.py ShapedAttention -->) followed by a python block: it must be the code as it is."""
+    shown = 0
+    for page in PAGES:
+        for path, name, code in SHOWN.findall((ROOT / page).read_text()):
+            assert code == source_of(path, name), f"{page} shows {path} {name}, which has changed: copy it in again"
+            shown += 1
+    assert shown >= 6
+
+
 @pytest.mark.parametrize("doc", DOCS)
 def test_every_python_block_runs(doc):
-    for code in fenced_blocks(doc, "python"):
+    shown = {code for _, _, code in SHOWN.findall((ROOT / doc).read_text())}  # the repository's own code
+    for code in set(fenced_blocks(doc, "python")) - shown:
         result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                                 timeout=300, env=os.environ | {"PYTHONPATH": str(ROOT)})
         assert result.returncode == 0, f"{doc}:\n{code}\n{result.stderr[-2000:]}"
@@ -219,12 +252,41 @@ def row(run, step, log="log.jsonl"):
     return {key: value for r in rows for key, value in r.items()}
 
 
-def probed(name, block):
-    """What probe.py measured for a block in assets/NAME.json."""
-    return json.loads((ROOT / "assets" / f"{name}.json").read_text())["results"][block]
+def probed(report, model):
+    """What probe.py measured for a model (a block, or a run folder) in REPORT.json, e.g.
+    probed("assets/signal_propagation_18", "pre_ln")."""
+    return json.loads((ROOT / f"{report}.json").read_text())["results"][model]
 
 
-SOURCES = {"result": result, "row": row, "probed": probed, "mean": statistics.fmean, "min": min, "max": max}
+def gains(run, step):
+    """results/RUN/gains.jsonl's row at a step: every gain of the model, by parameter name."""
+    return row(run, step, log="gains.jsonl")
+
+
+def loss_at(report, group, step):
+    """The validation loss of a row of results/REPORT/compare.json at a step (its curve: the mean over seeds)."""
+    return next(loss for at, _, loss in result(report, group)["curve"] if at == step)
+
+
+def vs(report, group, baseline="pre_ln"):
+    """How far a row's final validation loss is from the baseline's, as a fraction: the mean over seeds of each
+    seed's own difference, as compare.py's table gives it."""
+    pairs = zip(result(report, group)["val_loss_by_seed"], result(report, baseline)["val_loss_by_seed"])
+    return statistics.fmean(loss / base - 1 for loss, base in pairs)
+
+
+def loaded(path):
+    """A committed JSON file, such as bench.py's bench.json."""
+    return json.loads((ROOT / path).read_text())
+
+
+def number_in(path, pattern):
+    """The number a regular expression's first group finds in a committed text file, such as a run's timing."""
+    return float(re.search(pattern, (ROOT / path).read_text()).group(1).replace(",", ""))
+
+
+SOURCES = {"loaded": loaded, "number_in": number_in, "result": result, "row": row, "gains": gains, "loss_at": loss_at, "vs": vs,
+           "probed": probed, "mean": statistics.fmean, "min": min, "max": max}
 
 
 def written_as(text, value):
@@ -240,8 +302,10 @@ def test_every_table_of_results_is_a_copy_of_its_report():
     for page in PAGES:
         text = (ROOT / page).read_text()
         for source, table in TABLE.findall(text):
-            assert table.strip() == (ROOT / source).read_text().strip(), \
-                f"{page}: the table from {source} differs from the file: copy the file in again"
+            copy = (ROOT / source).read_text().strip()
+            if not source.endswith(".md"):  # a program's output, shown as text
+                copy = f"```text\n{copy}\n```"
+            assert table.strip() == copy, f"{page}: the table from {source} differs from the file: copy it in again"
             shown += 1
         outside = TABLE.sub("", text)
         for header in re.findall(r"^\|.*\|$\n^\|[-:| ]+\|$", outside, flags=re.M):
@@ -256,12 +320,17 @@ def test_every_report_is_what_its_json_makes():
     import compare
     import probe
 
-    reports = sorted(ROOT.glob("results/*/compare.json"))
-    assert reports
-    for path in reports:
-        assert compare.markdown(json.loads(path.read_text())) == path.with_suffix(".md").read_text(), path
-    for path in sorted(ROOT.glob("assets/*.json")):
-        assert probe.markdown(json.loads(path.read_text())) == path.with_suffix(".md").read_text(), path
+    checked = 0
+    for path in sorted([*ROOT.glob("assets/*.json"), *ROOT.glob("results/*/*.json")]):
+        report = json.loads(path.read_text())
+        if path.name == "compare.json":
+            assert compare.markdown(report) == path.with_suffix(".md").read_text(), path
+        elif "uniform_entropy" in report:  # probe.py's
+            assert probe.markdown(report) == path.with_suffix(".md").read_text(), path
+        else:
+            continue
+        checked += 1
+    assert checked >= 6
 
 
 def test_every_checked_number_is_its_source():
