@@ -577,7 +577,8 @@ def train(cfg, ckpt=None):
                   (f", {procs.world_size} processes" if procs.world_size > 1 else ""))
             if warning := emulation_warning(dtype, procs.device, stop):
                 print(f"warning: {warning}", file=sys.stderr)
-            log.peak_flops = {"mfu": measure_matmul_flops(procs.device, dtype, stop=stop),
+            # a few tenths of a second, paid by every run, short test runs included; bench.py measures for longer
+            log.peak_flops = {"mfu": measure_matmul_flops(procs.device, dtype, rounds=3, seconds=0.1, stop=stop),
                               "mfu_datasheet": datasheet_flops(procs.device, dtype)}
             log.flops_per_token = state.model.flops_per_token() / procs.world_size
         procs.set_up_by_rank_0()
