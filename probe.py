@@ -395,7 +395,7 @@ def plot_learned_gains(model, path):
     """A trained model's gains per block: shaped attention's alpha, beta, gamma as heat maps (blocks down,
     heads across), the branch gains beta_SA, alpha_FF, beta_FF, and beta/alpha of W_V and W_P where they are
     alpha I + beta dW."""
-    per_head = {name: torch.stack([getattr(block.attn, name).detach().cpu() for block in model.blocks])
+    per_head = {name: torch.stack([getattr(block.attn, name).detach().cpu() for block in model.blocks]).numpy()
                 for name in ("alpha", "beta", "gamma") if getattr(model.blocks[0].attn, name, None) is not None}
     branch = {name: [getattr(block, name).item() for block in model.blocks] for name in ("beta_sa", "alpha_ff", "beta_ff")
               if hasattr(model.blocks[0], name)}
@@ -410,7 +410,7 @@ def plot_learned_gains(model, path):
     for name, values in per_head.items():  # (blocks, heads)
         ax = next(axes)
         image = ax.imshow(values, cmap="RdBu_r", vmin=0, vmax=2, aspect="auto",
-                          extent=(0.5, values.size(1) + 0.5, len(model.blocks) + 0.5, 0.5))
+                          extent=(0.5, values.shape[1] + 0.5, len(model.blocks) + 0.5, 0.5))
         ax.set(title=f"{name} (starts at {values_at_init(model, name)})", xlabel="head", ylabel="block")
         fig.colorbar(image, ax=ax, shrink=0.8)
     if branch:
@@ -455,7 +455,7 @@ def plot_attention(stages, block, matrix_name, path, positions=32):
             row = 3 * s + m
             for h in range(n_head):
                 ax = axes[row][h]
-                shown = matrix[h, :positions, :positions].float().cpu()
+                shown = matrix[h, :positions, :positions].float().cpu().numpy()
                 image = ax.imshow(shown, cmap="RdBu_r", vmin=-1, vmax=1)
                 ax.set_xticks([])
                 ax.set_yticks([])
