@@ -38,10 +38,15 @@ from torch.nn import functional as F
 
 from blocks import BLOCKS
 from blocks.parts import shaped_attention, shaped_attention_matrix
-from common import (ATTENTION_KERNELS, EXPLICIT_MEMORY, autocast, datasheet_flops, device_name, measure_matmul_flops,
-                    pick_attention, pick_device, pick_dtype, run_main, synchronize, use_attention_kernel)
-from configurator import ConfigError, parse_config, setting
-from model import GPT, GPTConfig
+from common import run_main
+from configurator import Settings, parse_config, positive, setting
+from errors import ConfigError
+from hardware import (ATTENTION_KERNELS, EXPLICIT_MEMORY, attention_kernel, autocast, datasheet_flops, device_name,
+                      measure_matmul_flops, pick_attention, pick_device, pick_dtype, set_up_device, synchronize)
+from model import GPTConfig
+from processes import Processes
+from settings import TrainConfig
+from train import start_or_resume, train_step  # the step training runs, timed as it is
 
 TRAIN_T = 128  # the sequence length the paper trains at: the throughput part's, the attention part's shortest
 SHAPES = {  # n_layer, n_embd, n_head
@@ -52,14 +57,16 @@ PARTS = ("throughput", "attention", "profile")
 
 
 @dataclass
-class BenchConfig:
-    parts: str = setting("throughput,attention", f"which measurements, comma-separated: {', '.join(PARTS)}")
+class BenchConfig(Settings):
+    parts: str = setting("throughput,attention", f"which measurements, comma-separated: {', '.join(PARTS)}",
+                         choices=PARTS, each=True)
     shapes: str = setting("default,paper", f"model shapes to time: {', '.join(SHAPES)}, or n_layer x n_embd x n_head "
                                            "such as 12x128x4")
-    blocks: str = setting(",".join(BLOCKS), "blocks to time (pre_ln is always included: the ratios are to it)")
-    batch_size: int = setting(16, "sequences per step in the throughput part")
-    vocab_size: int = setting(4097, "vocabulary (4097: our stdlib BPE; the paper's tokenizer has ~50K)")
-    steps: int = setting(6, "timed training steps per block, each in turn with one of pre_ln")
+    blocks: str = setting(",".join(BLOCKS), "blocks to time (pre_ln is always included: the ratios are to it)",
+                          choices=BLOCKS, each=True)
+    batch_size: int = setting(16, "sequences per step in the throughput part", check=positive)
+    vocab_size: int = setting(4097, "vocabulary (4097: our stdlib BPE; the paper's tokenizer has ~50K)", check=positive)
+    steps: int = setting(6, "timed training steps per block, each in turn with one of pre_ln", check=positive)
     attention: str = setting("auto", "the attention kernel of the throughput part, as in train.py",
                              choices=["auto", *ATTENTION_KERNELS])
     compile: bool = setting(False, "torch.compile every model first")
@@ -71,17 +78,9 @@ class BenchConfig:
                               "empty: print only")
 
     def __post_init__(self):
-        for name in ("batch_size", "vocab_size", "steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name}={getattr(self, name)}: must be at least 1")
+        super().__post_init__()
         if self.max_T < TRAIN_T or self.max_T & (self.max_T - 1):  # a power of two has a single bit set
             raise ConfigError(f"--max_T={self.max_T}: must be a power of two, at least {TRAIN_T}")
-        for part in self.parts.split(","):
-            if part not in PARTS:
-                raise ConfigError(f"unknown part {part!r}; valid parts: {', '.join(PARTS)}")
-        for block in self.blocks.split(","):
-            if block not in BLOCKS:
-                raise ConfigError(f"unknown block {block!r}; valid blocks: {', '.join(BLOCKS)}")
         for shape in self.shapes.split(","):
             parse_shape(shape)
 
@@ -121,34 +120,20 @@ def best_seconds(fn, device, repeats, warmup=0):
 
 
 def training_step(block, shape, cfg, device, dtype):
-    """A function that runs one training step (forward, backward, clip, AdamW) of a fresh model of this block,
-    and the model. In float16 the step scales the loss with a grad scaler, as train.py does: its work is part of
-    what a step costs on a T4."""
+    """A function that runs one of train.py's training steps (train.train_step: forward, backward, clip, AdamW, and
+    in float16 the grad scaler) on a fresh model of this block, and the model."""
     n_layer, n_embd, n_head = parse_shape(shape)
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(block=block, vocab_size=cfg.vocab_size, block_size=TRAIN_T, n_layer=n_layer,
-                          n_head=n_head, n_embd=n_embd)).to(device)
-    optimizer = model.configure_optimizers(0.1, 1e-3, device_type=torch.device(device).type)
-    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=dtype == "float16")
+    settings = TrainConfig(block=block, n_layer=n_layer, n_embd=n_embd, n_head=n_head, block_size=TRAIN_T,
+                           batch_size=cfg.batch_size)
+    state = start_or_resume(settings, None, cfg.vocab_size, device, dtype, attention=None)
     if cfg.compile:
         # every model its own fresh compile: dynamo compiles a function again for each new model, but
         # after 8 times (its recompile limit) it silently runs the rest eager
         torch._dynamo.reset()
-    runner = torch.compile(model) if cfg.compile else model
+    model = torch.compile(state.model) if cfg.compile else state.model
     x = torch.randint(0, cfg.vocab_size, (cfg.batch_size, TRAIN_T), device=device)
-    ctx = autocast(torch.device(device).type, dtype)
-
-    def step():
-        with ctx:
-            _, loss = runner(x, x)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step, model
+    ctx, procs = autocast(torch.device(device).type, dtype), Processes(device)
+    return (lambda: train_step(model, state, [(x, x)], settings, ctx, procs)), state.model
 
 
 def time_in_turns(steps, device, turns):
@@ -178,22 +163,8 @@ def throughput(cfg, device, dtype):
         n_layer, n_embd, n_head = parse_shape(shape)
         kernel, why = pick_attention(cfg.attention, device, dtype, (cfg.batch_size, n_head, TRAIN_T,
                                                                     n_embd // n_head, n_layer))
-        use_attention_kernel(kernel)
-        base_step, base_model = training_step("pre_ln", shape, cfg, device, dtype)
-        sizes = {"pre_ln": (base_model.num_params(), base_model.flops_per_token())}
-        first = {"pre_ln": best_seconds(base_step, device, repeats=1)}  # with --compile: compiling, mostly
-        seconds, ratios = {"pre_ln": []}, {"pre_ln": [1.0]}
-        if not others:
-            seconds["pre_ln"] = time_in_turns([base_step], device, cfg.steps)[0]
-        for block in others:
-            step, model = training_step(block, shape, cfg, device, dtype)
-            sizes[block] = (model.num_params(), model.flops_per_token())
-            first[block] = best_seconds(step, device, repeats=1)
-            base_times, seconds[block] = time_in_turns([base_step, step], device, cfg.steps)
-            seconds["pre_ln"] += base_times
-            ratios[block] = [base / other for base, other in zip(base_times, seconds[block])]
-            del step, model
-        del base_step, base_model
+        with attention_kernel(kernel):
+            sizes, first, seconds, ratios = time_in_turns_with_pre_ln(shape, others, cfg, device, dtype)
         rows = {}
         for block in ["pre_ln", *others]:
             step_seconds = statistics.median(seconds[block])
@@ -217,8 +188,27 @@ def throughput(cfg, device, dtype):
                   (f" {r['first_step_seconds']:9.1f}" if cfg.compile else ""))  # the first step compiles
     print("\nms/step and tokens/s: a block's median step. vs pre_ln: the median over turns of pre_ln's step time\n"
           "over the block's in the same turn, which a machine whose speed drifts slows alike: the comparison to read")
-    use_attention_kernel("fused")
     return results
+
+
+def time_in_turns_with_pre_ln(shape, others, cfg, device, dtype):
+    """Each block's (params, FLOPs per token), its first step's seconds (with --compile: compiling, mostly), its
+    seconds per step timed in turns with one pre_ln model, and each turn's ratio of pre_ln's time to the block's."""
+    base_step, base_model = training_step("pre_ln", shape, cfg, device, dtype)
+    sizes = {"pre_ln": (base_model.num_params(), base_model.flops_per_token())}
+    first = {"pre_ln": best_seconds(base_step, device, repeats=1)}
+    seconds, ratios = {"pre_ln": []}, {"pre_ln": [1.0]}
+    if not others:
+        seconds["pre_ln"] = time_in_turns([base_step], device, cfg.steps)[0]
+    for block in others:
+        step, model = training_step(block, shape, cfg, device, dtype)
+        sizes[block] = (model.num_params(), model.flops_per_token())
+        first[block] = best_seconds(step, device, repeats=1)
+        base_times, seconds[block] = time_in_turns([base_step, step], device, cfg.steps)
+        seconds["pre_ln"] += base_times
+        ratios[block] = [base / other for base, other in zip(base_times, seconds[block])]
+        del step, model
+    return sizes, first, seconds, ratios
 
 
 # -----------------------------------------------------------------------------
@@ -282,8 +272,8 @@ def peak_memory_of(fn, device):
 def forward_backward(form, kernel, inputs, grad_out):
     """A function that runs one forward and backward pass of an attention form on a kernel."""
     def run():
-        use_attention_kernel(kernel)
-        form(*inputs).backward(grad_out)
+        with attention_kernel(kernel):
+            form(*inputs).backward(grad_out)
         for t in inputs:
             t.grad = None
     return run
@@ -306,7 +296,6 @@ def attention_at(T, device, dtype, turns=3):
     rows = {key: {"seconds": statistics.median(t), "memory": peak_memory_of(run, device)}
             for (key, run), t in zip(runs.items(), times)}
     auto, _ = pick_attention("auto", device, dtype, (batch, HEADS, T, HEAD_SIZE, SHAPES["paper"][0]))
-    use_attention_kernel("fused")
     return auto, rows
 
 
@@ -372,20 +361,10 @@ def profile(cfg, device, dtype):
         n_layer, n_embd, n_head = parse_shape(shape)
         kernel, _ = pick_attention(cfg.attention, device, dtype, (cfg.batch_size, n_head, TRAIN_T,
                                                                   n_embd // n_head, n_layer))
-        use_attention_kernel(kernel)
-        results[shape] = {}
-        for block in ["pre_ln"] + [b for b in cfg.blocks.split(",") if b != "pre_ln"]:
-            step, _ = training_step(block, shape, cfg, device, dtype)
-            step(), step()
-            for _ in range(2):  # the first profile of a process also times the profiler's own start: drop it
-                with quiet_stderr(), torch.profiler.profile(activities=profiler_activities(device)) as prof:
-                    for _ in range(cfg.steps):
-                        step()
-            groups = dict.fromkeys([group for group, _ in OPERATOR_GROUPS] + ["other"], 0.0)
-            for event in prof.key_averages():
-                if event.device_type == torch.autograd.DeviceType.CPU:  # operators; their kernels count in them
-                    groups[operator_group(event.key)] += self_time(event, device) / 1e3 / cfg.steps
-            results[shape][block] = groups
+        with attention_kernel(kernel):
+            results[shape] = {block: profile_block(block, shape, cfg, device, dtype)
+                              for block in ["pre_ln"] + [b for b in cfg.blocks.split(",") if b != "pre_ln"]}
+        groups = next(iter(results[shape].values()))
         print(f"\nprofile, {shape} shape {parse_shape(shape)}, {device} {dtype}, {kernel} attention: ms per training "
               f"step by operator group (self {'device' if device.startswith('cuda') else 'CPU'} time, under the "
               f"profiler)")
@@ -393,13 +372,28 @@ def profile(cfg, device, dtype):
         for group in groups:
             print(f"  {group:30s}" + "".join(f"{r[group]:14.1f}" for r in results[shape].values()))
         print(f"  {'total':30s}" + "".join(f"{sum(r.values()):14.1f}" for r in results[shape].values()))
-    use_attention_kernel("fused")
     return results
+
+
+def profile_block(block, shape, cfg, device, dtype):
+    """Milliseconds per training step of one block in each group of operators."""
+    step, _ = training_step(block, shape, cfg, device, dtype)
+    step(), step()
+    for _ in range(2):  # the first profile of a process also times the profiler's own start: drop it
+        with quiet_stderr(), torch.profiler.profile(activities=profiler_activities(device)) as prof:
+            for _ in range(cfg.steps):
+                step()
+    groups = dict.fromkeys([group for group, _ in OPERATOR_GROUPS] + ["other"], 0.0)
+    for event in prof.key_averages():
+        if event.device_type == torch.autograd.DeviceType.CPU:  # operators; their kernels count in them
+            groups[operator_group(event.key)] += self_time(event, device) / 1e3 / cfg.steps
+    return groups
 
 
 def bench(cfg):
     """Run the parts cfg asks for; returns what they measured, by part."""
     device = pick_device(cfg.device)
+    set_up_device(device)
     dtype, why = pick_dtype(cfg.dtype, device)
     print(f"{device}, training dtype {dtype}: {why}")
     parts = cfg.parts.split(",")

@@ -34,15 +34,16 @@ from pathlib import Path
 import torch
 
 import bench
-from checkpoint import read_log
-from common import device_name, pick_device, run_main
-from configurator import parse_config, setting
+from common import run_child, run_main
+from configurator import Settings, parse_config, setting
+from hardware import device_name, pick_device
+from run_folder import read_log
 
 ROOT = Path(__file__).parent
 
 
 @dataclass
-class CheckConfig:
+class CheckConfig(Settings):
     tiny: bool = setting(False, "every part at a tiny size, on any device: a check of the check itself")
     device: str = setting("auto", "auto, cuda or cuda:N; with --tiny also cpu")
     dataset: str = setting("stdlib", "the training part's dataset, as train.py takes it")
@@ -85,7 +86,7 @@ def training(cfg, device, out):
                  "overwrite": True, **TRAIN_FLAGS[cfg.tiny]}
         args = [sys.executable, "train.py", *(f"--{key}={value}" for key, value in flags.items())]
         print(f"\n$ {' '.join(args[1:])}", flush=True)
-        status = subprocess.run(args, cwd=ROOT).returncode
+        status = run_child(args, cwd=ROOT)
         val = [row["val_loss"] for row in read_log(Path(out) / block / "log.jsonl") if "val_loss" in row]
         falling = status == 0 and len(val) == 3 and val[0] > val[1] > val[2]
         runs[block] = {"val_loss": val, "falling": falling}

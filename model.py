@@ -8,7 +8,6 @@ Where the paper and the official code (bobby-he/simplified_transformers)
 disagree, we follow the code and say so where it matters.
 """
 
-import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -17,18 +16,19 @@ from torch.nn import functional as F
 
 from blocks import BLOCKS
 from blocks.parts import IdentityPlusLinear, RMSNorm, ShapedAttention
-from configurator import setting
+from configurator import Settings, positive, setting
+from errors import ConfigError
 
 
 @dataclass
-class ModelSettings:
+class ModelSettings(Settings):
     """The settings that shape a model, as train.py, probe.py and compare.py take them (--n_layer=...).
     A new model setting is added here, once: the scripts' settings and GPTConfig inherit it."""
-    n_layer: int = setting(4, "number of blocks")
-    n_head: int = setting(4, "attention heads per block (head size n_embd / n_head; the paper: 64)")
-    n_embd: int = setting(256, "width of the residual stream")
-    block_size: int = setting(128, "context length T in tokens (the paper trains at 128)")
-    mlp_ratio: int = setting(4, "MLP hidden width = mlp_ratio * n_embd")
+    n_layer: int = setting(4, "number of blocks", check=positive)
+    n_head: int = setting(4, "attention heads per block (head size n_embd / n_head; the paper: 64)", check=positive)
+    n_embd: int = setting(256, "width of the residual stream", check=positive)
+    block_size: int = setting(128, "context length T in tokens (the paper trains at 128)", check=positive)
+    mlp_ratio: int = setting(4, "MLP hidden width = mlp_ratio * n_embd", check=positive)
     # beta_FF at init in the shaped blocks: O(1/sqrt(depth)), 0.1 at depth 18 (§4.1)
     mlp_gain: float = setting(0.1, "initial beta_FF, the MLP branch gain of the shaped blocks: O(1/sqrt(n_layer))")
     # sas_vp's W_V, W_P = alpha B + beta dW: the paper's Fig. 3 sweeps beta and B
@@ -38,29 +38,15 @@ class ModelSettings:
                                        "orthogonal one (the paper's Fig. 3)", choices=["identity", "orthogonal"])
 
     def __post_init__(self):
-        for name in ("block_size", "n_layer", "n_head", "n_embd", "mlp_ratio"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) > 0):
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        super().__post_init__()
         if self.n_embd % self.n_head != 0:
-            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
-        for name in ("mlp_gain", "vp_gain"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
-        if self.vp_base not in ("identity", "orthogonal"):
-            raise ValueError(f"vp_base must be identity or orthogonal, got {self.vp_base!r}")
+            raise ConfigError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
 
 
 @dataclass
 class GPTConfig(ModelSettings):
-    block: str = "pre_ln"  # which block of blocks/ every layer uses
-    vocab_size: int = 4097  # the default stdlib BPE: 4096 tokens + <|endoftext|>
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.block not in BLOCKS:
-            raise ValueError(f"unknown block {self.block!r}; valid blocks: {', '.join(BLOCKS)}")
-        if not (isinstance(self.vocab_size, int) and self.vocab_size > 0):
-            raise ValueError(f"vocab_size must be a positive integer, got {self.vocab_size!r}")
+    block: str = setting("pre_ln", "which block of blocks/ every layer uses", choices=BLOCKS)
+    vocab_size: int = setting(4097, "the default stdlib BPE: 4096 tokens + <|endoftext|>", check=positive)
 
     @classmethod
     def of(cls, settings, block, vocab_size):

@@ -31,20 +31,23 @@ from tqdm import tqdm
 from blocks import BLOCKS
 from blocks.parts import (IdentityPlusLinear, ShapedAttention, causal_softmax, shaped_attention_matrix,
                           uniform_causal_matrix)
-from checkpoint import CheckpointError, load_checkpoint, load_trained_model, read_log, remedy
-from common import pick_device, pyplot, run_main
-from configurator import ConfigError, parse_config, setting
+from common import pyplot, run_main
+from configurator import parse_config, positive, setting
 from data import load_dataset
+from errors import CheckpointError, ConfigError
+from hardware import pick_device
 from model import GPT, GPTConfig, ModelSettings
+from run_folder import load_checkpoint, load_trained_model, read_log, remedy
 
 
 @dataclass
 class ProbeConfig(ModelSettings):  # the model's shape settings come from ModelSettings; deeper by default here
     n_layer: int = setting(18, "number of blocks (the paper: 18, and 72 in its depth experiment)")
-    blocks: str = setting(",".join(BLOCKS), "comma-separated blocks to probe at initialisation")
+    blocks: str = setting(",".join(BLOCKS), "comma-separated blocks to probe at initialisation", choices=BLOCKS,
+                          each=True)
     checkpoints: str = setting("", "comma-separated run folders (e.g. out/pre_ln,out/sas_p): probe these trained "
                                    "models instead, and report their learned gains")
-    batch_size: int = setting(16, "validation windows the measurements are averaged over")
+    batch_size: int = setting(16, "validation windows the measurements are averaged over", check=positive)
     dataset: str = setting("stdlib", "dataset for the windows: a folder name under data/, or a path with a slash "
                                      "(at init the tokens matter little; a checkpoint uses its own dataset)")
     out: str = setting("out/probe", "folder for the JSON of the raw numbers and the figures")
@@ -57,10 +60,8 @@ class ProbeConfig(ModelSettings):  # the model's shape settings come from ModelS
 
     def __post_init__(self):
         super().__post_init__()
-        for block in self.blocks.split(","):
-            self.model_config(block, vocab_size=1)  # GPTConfig checks the name
-        if self.block_size < 2 or self.batch_size < 1:
-            raise ConfigError("need block_size >= 2 (pairs of positions) and batch_size >= 1")
+        if self.block_size < 2:
+            raise ConfigError("need block_size >= 2 (pairs of positions)")
         if self.layer < 0:
             raise ConfigError(f"--layer={self.layer}: give a block number from 1, or 0 for the middle block")
 

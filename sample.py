@@ -12,13 +12,15 @@ from pathlib import Path
 
 import torch
 
-from checkpoint import load_trained_model, run_dir
-from common import pick_device, run_main
-from configurator import ConfigError, parse_config, setting
+from common import run_main
+from configurator import Settings, parse_config, setting
+from errors import ConfigError
+from hardware import pick_device
+from run_folder import load_trained_model, run_dir
 
 
 @dataclass
-class SampleConfig:
+class SampleConfig(Settings):
     block: str = setting("pre_ln", "fills {block} in out_dir")
     out_dir: str = setting("out/{block}", "the run folder holding ckpt.pt")
     prompt: str = setting("", "text to continue, or FILE:path to read it from a file; empty starts a new document")
@@ -30,6 +32,7 @@ class SampleConfig:
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
 
     def __post_init__(self):
+        super().__post_init__()
         run_dir(self.out_dir, self.block)  # refuses a placeholder other than {block}
 
 

@@ -28,9 +28,9 @@ def load_dataset(name):
     # would load prepare.py a second time, as data.prepare
     import tempfile
 
-    from data.bpe import DataError
     from data.dataset import Dataset
     from data.prepare import prepare
+    from errors import DataError
 
     path = dataset_dir(name)
     if name == DEFAULT_DATASET and not path.exists():

@@ -11,7 +11,8 @@ import numpy as np
 # module for its manifest, makes no tensors, and would start 1-2 s slower
 
 from data import DATA_DIR, DEFAULT_DATASET
-from data.bpe import DataError, load_tokenizer
+from data.bpe import load_tokenizer
+from errors import DataError
 
 FORMAT = "nanosas-dataset-1"
 MANIFEST = "manifest.json"

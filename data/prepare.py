@@ -41,9 +41,10 @@ from tqdm import tqdm
 if __package__ in (None, ""):  # run as `python data/prepare.py`: make the `data` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from data import DATA_DIR, DEFAULT_DATASET
-from data.bpe import GPT2_PATTERN, META_FILE, RANKS_FILE, DataError, make_encoding, save_tokenizer, train_bpe
+from data.bpe import GPT2_PATTERN, META_FILE, RANKS_FILE, make_encoding, save_tokenizer, train_bpe
 from data.dataset import FORMAT, MANIFEST, SPLITS, load_manifest
 from data.sources import gpt2_ranks, read_codeparrot
+from errors import DataError
 
 ALWAYS_EXCLUDED = ["__pycache__", "site-packages", "dist-packages"]  # hidden folders are skipped too
 STDLIB_TESTS = ["test", "tests", "idle_test"]

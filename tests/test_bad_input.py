@@ -1,7 +1,7 @@
 """Bad input to every script, table-driven: each case must exit non-zero with exactly one line on stderr,
 `error: ...` naming what was wrong, no traceback, and leave every file of the dataset and run folders as it
 was. Scripts run in this process through the same entry points as on the command line (run_main, or
-prepare.py's argparse main), so the table stays fast; tests/test_train.py runs some of them as processes."""
+prepare.py's argparse main), so the table stays fast; tests/test_train.py runs one of them as a process."""
 
 import shutil
 
@@ -9,24 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-import bench
 import compare
-import probe
-import sample
 import train
-from common import run_main
-from data import prepare as prepare_script
-from helpers import snapshot, tiny_flags
-
-MAINS = {"train.py": train.main, "sample.py": sample.main, "compare.py": compare.main, "bench.py": bench.main,
-         "probe.py": probe.main}
+from helpers import exit_status, snapshot, tiny_flags, trains_in_this_process
+from settings import run_settings
 
 
 @pytest.fixture(scope="module")
 def place(tiny_dataset, tmp_path_factory):
     """A dataset, a finished run, broken copies of the dataset, and a few files to point scripts at."""
     root = tmp_path_factory.mktemp("bad_input")
-    train.train(*train.settings(tiny_flags(tiny_dataset, root / "run", max_steps=2)))
+    train.train(*run_settings(tiny_flags(tiny_dataset, root / "run", max_steps=2)))
     broken = {}
     for damage in ("ids", "tokenizer"):
         broken[damage] = root / f"broken_{damage}"
@@ -46,7 +39,9 @@ def place(tiny_dataset, tmp_path_factory):
     for damage, line in (("not_utf8_log", b"\xff\xfe\n"), ("not_a_row_log", b"[1, 2]\n")):  # not what a kill leaves
         place[damage] = shutil.copytree(root / "run", root / damage)
         (place[damage] / "log.jsonl").write_bytes(log + line + log)
-    compare.compare(*compare.parse([arg.format(**place) for arg in COMPARE_FLAGS]))
+    with pytest.MonkeyPatch.context() as patch:
+        trains_in_this_process(patch, compare)
+        compare.compare(*compare.parse([arg.format(**place) for arg in COMPARE_FLAGS]))
     (root / "compare" / "pre_ln" / "log.jsonl").unlink()  # a finished block whose log went missing
     return place
 
@@ -69,6 +64,7 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     (T, ["--device=gpu"], "--device=gpu is not a device", 2),
     (T, ["--device=cuda:99"], "--device=cuda:99", 2),  # no GPU here, or not that many: either way refused
     (T, ["--n_embd=30", "--n_head=4"], "n_embd=30 must be divisible by n_head=4", 2),
+    (T, ["--batch_size=0"], "batch_size must be a positive integer", 2),
     (T, ["--learning_rate=-1"], "learning_rate must be > 0", 2),
     (T, ["--learning_rate=nan"], "must be a finite number", 2),
     (T, ["--learning_rate=inf"], "must be a finite number", 2),
@@ -111,7 +107,7 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     ("prepare.py", ["--vocab=300"], "unknown argument(s) --vocab=300", 2),
     ("prepare.py", ["--out={data}", "--vocab_size=300"], "was built with other settings", 1),
     ("compare.py", ["--blocks=pre_ln,pre_ln"], "names pre_ln twice", 2),
-    ("compare.py", ["--blocks=nope"], "unknown block 'nope'", 2),
+    ("compare.py", ["--blocks=nope"], "blocks='nope': 'nope' is not valid; choose among: pre_ln", 2),
     ("compare.py", ["--max_step=3"], "valid settings: blocks, seeds, sweep, report, plot", 2),
     ("compare.py", ["--block=sas"], "did you mean --blocks?", 2),
     ("compare.py", ["--out_dir={root}/same"], "out_dir must contain {block}", 2),
@@ -119,35 +115,26 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     ("compare.py", ["--sweep=mlp_gain=big"], "--mlp_gain=big: expected a number", 2),
     ("compare.py", ["--sweep=seed=1,2"], "--sweep=seed=1,2: unknown setting 'seed'", 2),
     ("compare.py", COMPARE_FLAGS, "holds no validation loss", 1),
-    ("bench.py", ["--parts=foo"], "unknown part 'foo'; valid parts: throughput, attention, profile", 2),
-    ("bench.py", ["--parts=throughput,atention"], "unknown part 'atention'", 2),
-    ("bench.py", ["--steps=0"], "--steps=0: must be at least 1", 2),
+    ("bench.py", ["--parts=foo"], "'foo' is not valid; choose among: throughput, attention, profile", 2),
+    ("bench.py", ["--parts=throughput,atention"], "'atention' is not valid", 2),
+    ("bench.py", ["--steps=0"], "steps must be a positive integer, got 0", 2),
     ("bench.py", ["--attention=flash"], "attention='flash' is not valid; choose one of: auto, fused, explicit", 2),
-    ("bench.py", ["--batch_size=0"], "--batch_size=0: must be at least 1", 2),
-    ("bench.py", ["--vocab_size=-1"], "--vocab_size=-1: must be at least 1", 2),
+    ("bench.py", ["--batch_size=0"], "batch_size must be a positive integer, got 0", 2),
+    ("bench.py", ["--vocab_size=-1"], "vocab_size must be a positive integer, got -1", 2),
     ("bench.py", ["--max_T=0"], "--max_T=0: must be a power of two, at least 128", 2),
     ("bench.py", ["--max_T=384"], "--max_T=384: must be a power of two, at least 128", 2),
-    ("bench.py", ["--blocks=pre_ln,sasp"], "unknown block 'sasp'", 2),
+    ("bench.py", ["--blocks=pre_ln,sasp"], "'sasp' is not valid; choose among: pre_ln", 2),
     ("bench.py", ["--shapes=2x30x4"], "shape '2x30x4': n_embd=30 must be divisible by n_head=4", 2),
     ("bench.py", ["--shapes=tiny"], "unknown shape 'tiny'", 2),
     ("bench.py", ["--device=tpu"], "--device=tpu", 2),
-    ("probe.py", ["--blocks=pre_ln,nope"], "unknown block 'nope'", 2),
+    ("probe.py", ["--blocks=pre_ln,nope"], "'nope' is not valid; choose among: pre_ln", 2),
     ("probe.py", ["--checkpoints={root}/none"], "no checkpoint at", 1),
     ("probe.py", ["--n_layer=many"], "expected an integer", 2),
     ("probe.py", ["--block_size=1"], "block_size >= 2", 2),
+    ("probe.py", ["--layer=-1"], "give a block number from 1", 2),
     ("probe.py", ["--checkpoints={root}/foreign"], "is a torch file, but not a checkpoint that train.py wrote", 1),
     ("probe.py", ["--out={root}/a_file/probe"], "cannot write into --out=", 2),
 ]
-
-
-def run(script, argv):
-    """Run a script's main as its command line would: the exit status it ends with."""
-    with pytest.raises(SystemExit) as ended:
-        if script == "prepare.py":
-            prepare_script.main(argv)
-        else:
-            run_main(MAINS[script], argv)
-    return ended.value.code
 
 
 @pytest.mark.parametrize("script, args, hint, status", CASES, ids=[f"{c[0]} {' '.join(c[1])}"[:80] for c in CASES])
@@ -158,7 +145,7 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(script, args, hint
         argv.insert(0, f"--dataset={place['data']}")
     before = snapshot(place["root"], place["data"])
     capfd.readouterr()
-    code = run(script, argv)
+    code = exit_status(script, argv)
     err = capfd.readouterr().err
     # a bare SystemExit("error: ...") leaves its message to the interpreter: print it as Python would
     line = code if isinstance(code, str) else err.strip()

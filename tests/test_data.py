@@ -12,7 +12,6 @@ import subprocess
 import sys
 from collections import Counter
 from itertools import pairwise
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,12 +25,12 @@ import data.bpe as bpe
 import data.prepare as prep
 import data.sources as sources
 from data import DATA_DIR, load_dataset
-from data.bpe import GPT2_PATTERN, MAX_PIECE, DataError, load_tokenizer, make_encoding, train_bpe
+from data.bpe import GPT2_PATTERN, MAX_PIECE, load_tokenizer, make_encoding, train_bpe
 from data.dataset import Dataset, build_advice
 from data.prepare import prepare
-from helpers import CODE, NON_ASCII, write_corpus
+from errors import DataError
+from helpers import CODE, NON_ASCII, ROOT, write_corpus
 
-REPO = Path(__file__).resolve().parents[1]
 VAL_FRACTION = 0.3  # puts 4 of write_corpus's 12 files in val (checked in build)
 VOCAB = 300
 
@@ -49,8 +48,8 @@ def build(tmp_path, name="ds", **kwargs):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, str(REPO / "data" / "prepare.py"), *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    return subprocess.run([sys.executable, str(ROOT / "data" / "prepare.py"), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
 def assert_one_line_error(result, *hints):

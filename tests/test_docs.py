@@ -23,16 +23,17 @@ import importlib.metadata
 import json
 import os
 import re
+import runpy
 import shlex
 import statistics
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
+import bench
+from helpers import ROOT, TINY_MODEL, as_flags, exit_status
 DOCS = ["tutorial.md", "README.md", "exercises/class_plan.md"]
 PAGES = [*DOCS, "tutorial.ja.md"]  # every page that states measured results
 
@@ -60,12 +61,13 @@ def commands(doc):
 def tiny_flags(script, tiny_dataset):
     """Flags that shrink a documented command to seconds; they go after the command's own, except those
     that name where it writes (in_tmp has moved those under tmp)."""
-    model = ["--n_layer=2", "--n_embd=32", "--n_head=2", "--block_size=32", "--device=cpu"]
-    run = [f"--dataset={tiny_dataset}", "--batch_size=4", "--max_steps=4", "--eval_interval=2", "--eval_windows=4",
-           "--log_interval=1", "--dtype=float32"]
+    model = as_flags(TINY_MODEL | {"device": "cpu"})
+    run = as_flags(dict(dataset=tiny_dataset, batch_size=4, max_steps=4, eval_interval=2, eval_windows=4,
+                        log_interval=1, dtype="float32", attention="fused"))
     return {
         "train.py": model + run + ["--overwrite"],
         "compare.py": model + run,
+        "prepare.py": [f"--source={Path(tiny_dataset).parent / 'corpus'}", "--vocab_size=300", "--val_fraction=0.3"],
         "probe.py": ["--n_layer=3", "--n_embd=32", "--n_head=2", "--block_size=16", "--batch_size=2",
                      f"--dataset={tiny_dataset}", "--device=cpu"],
         "bench.py": ["--shapes=2x32x2", "--steps=1", "--batch_size=2", "--vocab_size=64",
@@ -129,11 +131,30 @@ def test_documented_pip_install_matches_the_environment():
             assert importlib.metadata.version(name).split("+")[0] == version, line  # "+cpu": the build
 
 
-def test_every_documented_command_runs(tiny_dataset, tmp_path):
+def run_in_this_process(argv):
+    """Run a documented command, python SCRIPT ... or python -m MODULE ..., in this process, as its command line
+    would (a script through its main and run_main): its exit status."""
+    if argv[1] != "-m":
+        return exit_status(Path(argv[1]).name, argv[2:])
+    saved = sys.argv
+    sys.argv = [argv[2], *argv[3:]]
+    try:
+        runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
+    except SystemExit as ended:
+        return ended.code
+    finally:
+        sys.argv = saved
+    return 0
+
+
+def test_every_documented_command_runs(tiny_dataset, tmp_path, monkeypatch, capfd, compare_trains_in_this_process):
     """Every command of every doc, at tiny sizes, in one folder, in the order written (so that sample.py finds
-    what train.py wrote before it); a command written in two docs runs once. Then every figure a doc shows must
-    have been drawn by one of them."""
-    env = os.environ | {"NANOSAS_SOLUTIONS": "1"}  # exercise checks must pass on the solutions
+    what train.py wrote before it); a command written in two docs runs once. In this process, as the command line
+    would run it: a fresh interpreter for each would cost seconds apiece (tests/test_train.py and the others start
+    each script once as a process). Then every figure a doc shows must have been drawn by one of them."""
+    monkeypatch.setenv("NANOSAS_SOLUTIONS", "1")  # exercise checks must pass on the solutions
+    monkeypatch.setattr(bench, "HEADS", 2)  # bench.py's attention part on 2 heads of 16, not the paper's 12 of 64
+    monkeypatch.setattr(bench, "HEAD_SIZE", 16)
     ran = []
     for doc in DOCS:
         for command in commands(doc):
@@ -146,14 +167,14 @@ def test_every_documented_command_runs(tiny_dataset, tmp_path):
             if argv[1] == "-m":  # a module: an exercise runs solved (a task is a stub); one that trains, tiny
                 module = argv[2].replace("exercises.tasks.", "exercises.solutions.")
                 script = "train.py" if any(arg.startswith("--max_steps=") for arg in argv) else module
-                argv = [sys.executable, "-m", module, *in_tmp(argv[3:], script, tmp_path),
-                        *tiny_flags(script, tiny_dataset)]
+                argv = ["python", "-m", module, *in_tmp(argv[3:], script, tmp_path), *tiny_flags(script, tiny_dataset)]
             else:
                 script = Path(argv[1]).name
-                argv = [sys.executable, argv[1], *in_tmp(fewer_runs(argv[2:], script), script, tmp_path),
+                argv = ["python", argv[1], *in_tmp(fewer_runs(argv[2:], script), script, tmp_path),
                         *tiny_flags(script, tiny_dataset)]
-            result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-            assert result.returncode == 0, f"{doc}: {command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+            status = run_in_this_process(argv)
+            output = capfd.readouterr()
+            assert status in (0, None), f"{doc}: {command}\n{output.out[-2000:]}\n{output.err[-2000:]}"
             ran.append(command)
     assert len(ran) > 10
     for doc in DOCS:  # every figure shown is drawn by a command shown
@@ -188,12 +209,16 @@ def test_every_file_shown_is_the_file():
 
 
 @pytest.mark.parametrize("doc", DOCS)
-def test_every_python_block_runs(doc):
+def test_every_python_block_runs(doc, monkeypatch):
+    """Each python block a page shows, other than the repository's own code, runs as a script of its own would,
+    from the repository's root (in this process, in a namespace of its own)."""
+    monkeypatch.chdir(ROOT)
     shown = {code for _, _, code in SHOWN.findall((ROOT / doc).read_text())}  # the repository's own code
-    for code in set(fenced_blocks(doc, "python")) - shown:
-        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                                timeout=300, env=os.environ | {"PYTHONPATH": str(ROOT)})
-        assert result.returncode == 0, f"{doc}:\n{code}\n{result.stderr[-2000:]}"
+    for code in sorted(set(fenced_blocks(doc, "python")) - shown):
+        try:
+            exec(compile(code, f"<a python block of {doc}>", "exec"), {"__name__": "__main__"})
+        except Exception as e:
+            raise AssertionError(f"{doc}:\n{code}\n{type(e).__name__}: {e}") from e
 
 
 def test_tutorial_diffs_match_the_block_files():

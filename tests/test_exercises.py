@@ -7,16 +7,17 @@ comes back through pytest's JUnit XML report. The tests of the messages call the
 functions here, with mistakes written below.
 """
 
+import ast
 import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
+from helpers import ROOT
+
 EXERCISES = sorted(p.stem for p in (ROOT / "exercises" / "tasks").glob("*.py") if p.stem != "__init__")
 
 
@@ -302,3 +303,65 @@ def test_depth_check_names_the_place_in_the_file_and_the_mean_and_reports_the_pr
     report = {"results": [{"block": "sas_p", "swept": {"n_layer": depth}, "val_loss_by_seed": losses}
                           for depth, losses in ((18, [4.0, 4.1]), (72, [3.8, 3.9]))]}
     assert check.measured(report) == {"sas_p": (pytest.approx(-0.0494, abs=1e-4), "gains")}
+
+
+# -----------------------------------------------------------------------------
+# a task and its solution are the same file but for what the student writes
+
+
+def written_by_the_student(task):
+    """The functions and methods a task leaves to the student (Class.method for a method): those that raise
+    NotImplementedError."""
+    names = set()
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.ClassDef)):
+                name = prefix + child.name
+                if isinstance(child, ast.FunctionDef) and any(
+                        isinstance(n, ast.Raise) and "NotImplementedError" in ast.unparse(n) for n in ast.walk(child)):
+                    names.add(name)
+                visit(child, name + ".")
+
+    visit(task, "")
+    return names
+
+
+def imported(tree):
+    """Every (module, name) a module's import statements bring in."""
+    return {(getattr(node, "module", None), alias.name) for node in tree.body
+            if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+
+
+def outside_the_students_part(tree, students, top_level):
+    """The module's code without its docstring (a task's text; a solution's answers), its imports, and the top-level
+    functions that are not in top_level; the body of every function in students replaced by `...`."""
+    body = [node for node in tree.body[1:] if not isinstance(node, (ast.Import, ast.ImportFrom)) and
+            (not isinstance(node, ast.FunctionDef) or node.name in top_level)]
+
+    def stub(nodes, prefix):
+        for node in nodes:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                if prefix + node.name in students:
+                    node.body = [ast.Expr(ast.Constant(...))]
+                else:
+                    stub(node.body, prefix + node.name + ".")
+
+    stub(body, "")
+    return ast.unparse(ast.Module(body=body, type_ignores=[]))
+
+
+@pytest.mark.parametrize("exercise", EXERCISES)
+def test_a_task_and_its_solution_differ_only_where_the_student_writes(exercise):
+    """The solution is the task solved: the same code around the functions the task leaves to the student (which
+    the solution fills in, with any imports and helper functions of its own) and the docstring (the task's text,
+    the solution's answers). A change to one file that forgets the other fails here."""
+    task, solution = (ast.parse((ROOT / "exercises" / folder / f"{exercise}.py").read_text())
+                      for folder in ("tasks", "solutions"))
+    students = written_by_the_student(task)
+    assert students, f"exercises/tasks/{exercise}.py leaves nothing to the student (no NotImplementedError)"
+    assert imported(task) <= imported(solution), f"{exercise}: the solution lacks an import of the task"
+    top_level = {node.name for node in task.body if isinstance(node, ast.FunctionDef)}
+    assert outside_the_students_part(task, students, top_level) == \
+        outside_the_students_part(solution, students, top_level), \
+        f"exercises/tasks/{exercise}.py and exercises/solutions/{exercise}.py differ outside the student's part"

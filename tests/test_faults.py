@@ -22,29 +22,20 @@ from pathlib import Path
 import pytest
 import torch
 
-import checkpoint
-import compare
 import data
+import run_folder
 import train
-from checkpoint import CheckpointError, hold_run_folder, load_checkpoint, read_log
-from common import run_main
-from data.bpe import DataError
 from data.prepare import prepare
-from helpers import ROOT, assert_one_line_error, run_script, signal_at, snapshot, tiny_flags, wait_for, write_corpus
+from errors import CheckpointError, DataError
+from helpers import (ROOT, PretendProcesses, assert_one_line_error, exit_status, run_script, signal_at, snapshot,
+                     tiny_flags, use_processes, wait_for, write_corpus)
+from run_folder import hold_run_folder, load_checkpoint, read_log
+from settings import run_settings
 
 
-@pytest.fixture(autouse=True)
-def no_mfu_probe(monkeypatch):
-    """The runs in this process skip the start-up measurement of the matmul peak, which these tests are not about
-    (it only sets MFU's denominator)."""
-    monkeypatch.setattr(train, "measure_matmul_flops", lambda *args, **kwargs: 1e12)
-
-
-def run(argv, main=train.main):
-    """A script's main as its command line runs it: the exit status."""
-    with pytest.raises(SystemExit) as ended:
-        run_main(main, argv)
-    return ended.value.code
+def run(argv):
+    """train.py's main as its command line runs it: the exit status."""
+    return exit_status("train.py", argv)
 
 
 def assert_error(capfd, status, code, *hints):
@@ -99,7 +90,7 @@ def test_a_live_run_folder_has_one_writer_and_a_closed_terminal_stops_it_with_a_
                                                       f"(process {live.pid})")
         compare_flags = [arg for arg in args if not arg.startswith("--block=")] + ["--blocks=sas_p",
                                                                                    f"--report={tmp_path}"]
-        assert_error(capfd, 1, run(compare_flags, compare.main), f"{folder} is in use", f"process {live.pid}")
+        assert_error(capfd, 1, exit_status("compare.py", compare_flags), f"{folder} is in use", f"process {live.pid}")
         hang_up.set()  # the terminal closes
         reader.join(timeout=10)
         assert live.wait(timeout=60) == 128 + signal.SIGHUP
@@ -121,14 +112,14 @@ def show(terminal, shown, hang_up):
 def test_the_lock_is_held_while_the_run_trains_and_missing_without_fcntl(tiny_dataset, tmp_path, monkeypatch):
     """Past train.py's first check (two runs starting at once), the lock itself refuses the second writer,
     before it writes anything; where the system has no fcntl (Windows) nothing is locked or refused."""
-    cfg, _ = train.settings(tiny_flags(tiny_dataset, tmp_path))
+    cfg, _ = run_settings(tiny_flags(tiny_dataset, tmp_path))
     with hold_run_folder(tmp_path):
         with pytest.raises(CheckpointError, match=f"is in use: a run is training there \\(process {os.getpid()}\\)"):
             train.train(cfg)
         with pytest.raises(CheckpointError, match="is in use"):
-            checkpoint.refuse_if_training(tmp_path)
-        monkeypatch.setattr(checkpoint, "fcntl", None)
-        checkpoint.refuse_if_training(tmp_path)  # no lock to see
+            run_folder.refuse_if_training(tmp_path)
+        monkeypatch.setattr(run_folder, "fcntl", None)
+        run_folder.refuse_if_training(tmp_path)  # no lock to see
         assert train.train(cfg)["step"] == 12
     assert not any(tmp_path.glob("*.tmp"))
 
@@ -137,7 +128,7 @@ def test_a_filesystem_without_locks_trains_unlocked_with_a_warning(tiny_dataset,
     def no_locks(fd, operation):
         raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
 
-    monkeypatch.setattr(checkpoint.fcntl, "flock", no_locks)
+    monkeypatch.setattr(run_folder.fcntl, "flock", no_locks)
     assert run(tiny_flags(tiny_dataset, tmp_path, max_steps=2)) == 0
     assert f"warning: {tmp_path} cannot be locked here (No locks available)" in capfd.readouterr().err
 
@@ -165,7 +156,7 @@ def test_a_dataset_rebuilt_then_deleted_under_a_live_run_does_not_reach_it(tiny_
             change()
             live.send_signal(signal.SIGCONT)
         assert live.wait(timeout=120) == 0, live.stderr.read()
-    train.train(*train.settings(flags + [f"--dataset={tiny_dataset}", f"--out_dir={tmp_path / 'undisturbed'}"]))
+    train.train(*run_settings(flags + [f"--dataset={tiny_dataset}", f"--out_dir={tmp_path / 'undisturbed'}"]))
     disturbed, undisturbed = (read_log(tmp_path / name / "log.jsonl") for name in ("run", "undisturbed"))
     assert [row["step"] for row in disturbed] == [row["step"] for row in undisturbed] == list(range(10, 151, 10))
     for key in ("train_loss", "val_loss"):
@@ -187,21 +178,21 @@ def test_a_second_ctrl_c_while_the_checkpoint_is_written_leaves_no_temporary_fil
             signal.raise_signal(signal.SIGINT)
 
     signal_at(monkeypatch, 1)
-    monkeypatch.setattr(checkpoint.torch, "save", interrupted_save)
+    monkeypatch.setattr(run_folder.torch, "save", interrupted_save)
     assert_error(capfd, 130, run(tiny_flags(tiny_dataset, tmp_path)), "interrupted by Ctrl-C")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "config.json", "gains.jsonl", "log.jsonl"]
     assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 0  # the last one written whole
     monkeypatch.undo()
-    assert train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path, resume=True)))["step"] == 12
+    assert train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path, resume=True)))["step"] == 12
 
 
 def test_a_killed_writers_temporary_files_are_removed_and_never_taken_for_a_run(tiny_dataset, tmp_path):
     (tmp_path / "ckpt.pt.tmp").write_bytes(b"half a checkpoint")  # killed while writing its first checkpoint
-    cfg, ckpt = train.settings(tiny_flags(tiny_dataset, tmp_path, max_steps=2))  # not "already holds a run"
+    cfg, ckpt = run_settings(tiny_flags(tiny_dataset, tmp_path, max_steps=2))  # not "already holds a run"
     train.train(cfg, ckpt)
     for name in ("ckpt.pt.tmp", "log.jsonl.tmp", "config.json.tmp"):
         (tmp_path / name).write_bytes(b"torn")
-    train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path, max_steps=4, resume=True, allow_changes=True)))
+    train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path, max_steps=4, resume=True, allow_changes=True)))
     assert not any(tmp_path.glob("*.tmp")) and steps(tmp_path) == [1, 2, 3, 4]
 
 
@@ -268,13 +259,10 @@ def test_a_grad_accum_that_torchrun_cannot_share_says_what_to_pass_and_rank_0_al
                                                                                              monkeypatch, capfd):
     """Two processes (their process group mocked: what is tested is the check before any exchange)."""
 
-    @contextmanager
-    def two_processes(device, timeout):
-        yield train.Processes(int(os.environ["RANK"]), 2, "cpu")
-
-    monkeypatch.setattr(train, "processes", two_processes)
+    use_processes(monkeypatch, PretendProcesses(rank=1, world_size=2))
     monkeypatch.setenv("RANK", "1")
     assert run(tiny_flags(tiny_dataset, tmp_path)) == 2 and capfd.readouterr().err == ""  # every process meets it
+    use_processes(monkeypatch, PretendProcesses(rank=0, world_size=2))
     monkeypatch.setenv("RANK", "0")
     assert_error(capfd, 2, run(tiny_flags(tiny_dataset, tmp_path)), "--grad_accum=1 must be a multiple of the 2 "
                  "processes: pass --grad_accum=2 for one micro-batch of batch_size per process and step")
@@ -286,14 +274,14 @@ def test_a_grad_accum_that_torchrun_cannot_share_says_what_to_pass_and_rank_0_al
 
 def test_resume_takes_the_run_folder_however_it_is_written_and_wherever_it_moved(tiny_dataset, tmp_path,
                                                                                  monkeypatch, capsys):
-    train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path / "a", max_steps=4)))
+    train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path / "a", max_steps=4)))
     monkeypatch.chdir(tmp_path)
     for spelling in ("a/", "./a", str(tmp_path / "a")):  # the same folder: no setting changed, nothing moved
-        cfg, ckpt = train.settings(tiny_flags(tiny_dataset, spelling, resume=True, max_steps=4))
+        cfg, ckpt = run_settings(tiny_flags(tiny_dataset, spelling, resume=True, max_steps=4))
         assert cfg.run_dir.resolve() == tmp_path / "a" and ckpt["step"] == 4
     assert "moved" not in capsys.readouterr().out
     (tmp_path / "a").rename(tmp_path / "moved here")
-    final = train.train(*train.settings(tiny_flags(tiny_dataset, "moved here", resume=True, max_steps=6,
+    final = train.train(*run_settings(tiny_flags(tiny_dataset, "moved here", resume=True, max_steps=6,
                                                    allow_changes=True)))
     assert final["step"] == 6 and steps(tmp_path / "moved here") == list(range(1, 7))
     assert f"its folder moved, and it continues where it is now, in {tmp_path / 'moved here'}" in capsys.readouterr().out
@@ -313,7 +301,7 @@ def test_the_continue_hint_is_quoted_for_the_shell(tiny_dataset, tmp_path, monke
 def test_a_checkpoint_of_an_earlier_train_py(tiny_dataset, tmp_path, capfd):
     """A setting newer than the checkpoint gets the meaning it had then, with a note; what has no known
     meaning is named in one line, and nothing changes."""
-    train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path, max_steps=4)))
+    train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path, max_steps=4)))
     saved = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     del saved["attention"], saved["config"]["attention"], saved["run_dir"]  # saved before these existed
     torch.save(saved, tmp_path / "ckpt.pt")
@@ -335,12 +323,12 @@ def test_a_checkpoint_of_an_earlier_train_py(tiny_dataset, tmp_path, capfd):
 
 
 def test_resume_says_that_config_json_is_a_record_and_when_eval_windows_is_capped(tiny_dataset, tmp_path, capsys):
-    train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path, max_steps=2, eval_windows=1000)))
+    train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path, max_steps=2, eval_windows=1000)))
     assert capsys.readouterr().out.count("note: the validation split holds 45 windows of 32 tokens, fewer than "
                                          "eval_windows=1000") == 1
     record = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps(record | {"learning_rate": 0.1}))
-    train.train(*train.settings([f"--out_dir={tmp_path}", "--resume"]))
+    train.train(*run_settings([f"--out_dir={tmp_path}", "--resume"]))
     assert "note: config.json differs from the checkpoint's settings (learning_rate); it is a record" in \
         capsys.readouterr().out
     assert json.loads((tmp_path / "config.json").read_text())["learning_rate"] == record["learning_rate"]
@@ -374,13 +362,13 @@ def failing_writes(monkeypatch, refused=lambda path, mode: True, code=errno.EROF
             return FullDisk(real_open(path, mode, *args, **kwargs))
         raise OSError(code, os.strerror(code), str(path))
 
-    monkeypatch.setattr(checkpoint, "open", checked_open, raising=False)  # every run folder write goes through it
+    monkeypatch.setattr(run_folder, "open", checked_open, raising=False)  # every run folder write goes through it
 
 
 @pytest.mark.parametrize("resume", [False, True])
 def test_a_run_folder_on_a_read_only_filesystem_is_refused_in_one_line(tiny_dataset, tmp_path, monkeypatch, capfd,
                                                                        resume):
-    train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path / "run", max_steps=2)))
+    train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path / "run", max_steps=2)))
     run_dir = tmp_path / "run" if resume else tmp_path / "new"
     run_dir.mkdir(exist_ok=True)
     before = snapshot(tmp_path)
@@ -410,13 +398,13 @@ def test_a_full_disk_or_a_refusal_while_logging_or_saving_stops_in_one_line_and_
     monkeypatch.undo()
     kept = load_checkpoint(tmp_path / "ckpt.pt")["step"]
     assert kept == (6 if code == errno.ENOSPC else 0)
-    assert train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path, resume=True)))["step"] == 12
+    assert train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path, resume=True)))["step"] == 12
     assert steps(tmp_path) == list(range(1, 13))
 
 
 def test_a_file_rewritten_as_a_run_resumes_is_replaced_whole_or_not_at_all(tiny_dataset, tmp_path, monkeypatch,
                                                                           capfd):
-    train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path, max_steps=2)))
+    train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path, max_steps=2)))
     before = snapshot(tmp_path)
     failing_writes(monkeypatch, lambda path, mode: path.name == "log.jsonl.tmp", errno.ENOSPC)  # cut back to step 2
     assert_error(capfd, 1, run(tiny_flags(tiny_dataset, tmp_path, resume=True, max_steps=4, allow_changes=True)),
@@ -434,7 +422,7 @@ def test_the_first_use_build_into_a_folder_it_cannot_write_is_refused_before_the
 
 
 def test_output_into_head_and_onto_an_ascii_terminal_end_in_one_line(tiny_dataset, tmp_path):
-    train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path, max_steps=2)))
+    train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path, max_steps=2)))
     (tmp_path / "long_prompt.py").write_text("x = 1\n" * 20_000)  # more than a pipe holds: sample.py must wait
     sample = [sys.executable, "sample.py", f"--out_dir={tmp_path}", f"--prompt=FILE:{tmp_path / 'long_prompt.py'}",
               "--num_samples=1", "--max_new_tokens=1", "--device=cpu"]

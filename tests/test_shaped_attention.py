@@ -6,17 +6,16 @@ import torch
 from torch.nn import functional as F
 
 from blocks.parts import causal_softmax, shaped_attention, shaped_attention_matrix, uniform_causal_matrix
-from common import ATTENTION_KERNELS, use_attention_kernel
+from hardware import ATTENTION_KERNELS, attention_kernel
 
 B, H, D = 2, 3, 16
 
 
 @pytest.fixture(params=ATTENTION_KERNELS)
 def kernel(request):
-    """A test that takes this fixture runs on each attention kernel; the fused one is restored afterwards."""
-    use_attention_kernel(request.param)
-    yield request.param
-    use_attention_kernel("fused")
+    """A test that takes this fixture runs on each attention kernel."""
+    with attention_kernel(request.param):
+        yield request.param
 
 
 def random_inputs(T, seed=0):
@@ -107,12 +106,16 @@ def test_the_kernels_are_really_different_code():
     q, k, v, *_ = random_inputs(T=64)
     ran = {}
     for kernel in ATTENTION_KERNELS:
-        use_attention_kernel(kernel)
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        with attention_kernel(kernel), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             F.scaled_dot_product_attention(q, k, v, is_causal=True)
         ran[kernel] = {event.key for event in prof.key_averages()}
     assert "aten::_scaled_dot_product_attention_math" in ran["explicit"]
     assert "aten::_scaled_dot_product_attention_math" not in ran["fused"]
+    with attention_kernel("explicit"):
+        pass
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert "aten::_scaled_dot_product_attention_math" not in {event.key for event in prof.key_averages()}  # scoped
 
 
 def test_uniform_causal_matrix():

@@ -8,7 +8,8 @@ import torch
 import blocks.sas
 import train
 from blocks import BLOCKS
-from checkpoint import read_log
+from run_folder import read_log
+from settings import run_settings
 from exercises.checks import assert_none, diagnose, randomise, tiny_run_flags, under_test
 from model import GPT, GPTConfig
 
@@ -87,7 +88,7 @@ def test_no_mlp_skip_at_initialisation(monkeypatch):
 
 def test_no_mlp_skip_trains_with_train_py(monkeypatch, tmp_path, tiny_dataset, quick_training):
     monkeypatch.setitem(BLOCKS, "sas_no_mlp_skip", exercise.Block)
-    final = train.train(*train.settings(tiny_run_flags(tiny_dataset, tmp_path / "run", block="sas_no_mlp_skip")))
+    final = train.train(*run_settings(tiny_run_flags(tiny_dataset, tmp_path / "run", block="sas_no_mlp_skip")))
     rows = read_log(tmp_path / "run" / "log.jsonl")
     assert_none([] if final["step"] == 12 and math.isfinite(final["val_loss"]) and rows else
                 [f"12 steps with train.py should end with a finite validation loss, got {final}"])

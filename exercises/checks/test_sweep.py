@@ -3,7 +3,7 @@
 import json
 import math
 
-from checkpoint import read_log
+from run_folder import read_log
 from exercises.checks import assert_none, tiny_run_flags, under_test
 
 exercise = under_test("sweep")

@@ -55,7 +55,8 @@ import sys
 from pathlib import Path
 
 import train
-from checkpoint import read_log
+from run_folder import read_log
+from settings import run_settings
 
 FLAGS = ["--block=sas_p", "--n_layer=6", "--n_embd=128", "--n_head=4", "--block_size=64", "--batch_size=8",
          "--max_steps=300", "--eval_interval=50", "--eval_windows=100"]
@@ -69,7 +70,7 @@ def sweep(setting, values, flags, out_dir):
         run = Path(out_dir) / f"{setting}={value}"
         val_loss = None
         try:
-            cfg, ckpt = train.settings([*flags, f"--{setting}={value}", f"--out_dir={run}", "--overwrite"])
+            cfg, ckpt = run_settings([*flags, f"--{setting}={value}", f"--out_dir={run}", "--overwrite"])
             val_loss = train.train(cfg, ckpt)["val_loss"]
         except FloatingPointError as e:  # diverged: train.py stopped the run
             print(f"{setting}={value}: {e}", file=sys.stderr)

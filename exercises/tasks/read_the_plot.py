@@ -51,7 +51,7 @@ c. The curve has a point every eval_interval steps (compare.json's "runs" hold
 d. Why does compare.py time training without the evaluations? On a machine
    shared with other jobs, which of your answers would you trust least?
 e. results/ladder/<block>/log.jsonl has the training loss every log_interval
-   steps: checkpoint.read_log(path) gives its rows. At which step does each block
+   steps: run_folder.read_log(path) gives its rows. At which step does each block
    first get its training loss below 6, leaving the unigram plateau? Which
    blocks are slow to leave it, and does that explain part of b?
 f. One seed, one size: which conclusion would you bet on, and which not?

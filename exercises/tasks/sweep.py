@@ -28,10 +28,10 @@ model once per value of one setting, everything else fixed, and compare.
 
 Hint
 ----
-train.settings(argv) takes a list of "--name=value" strings and returns
+settings.run_settings(argv) takes a list of "--name=value" strings and returns
 (cfg, ckpt); train.train(cfg, ckpt) returns a dict with "val_loss". Add
 "--overwrite" to the flags, so that running the sweep again replaces the old
-runs. checkpoint.read_log(path) reads a log.jsonl into a list of dicts: the rows
+runs. run_folder.read_log(path) reads a log.jsonl into a list of dicts: the rows
 with a "val_loss" key are the evaluations.
 
 Questions
@@ -53,7 +53,8 @@ import sys
 from pathlib import Path
 
 import train
-from checkpoint import read_log
+from run_folder import read_log
+from settings import run_settings
 
 FLAGS = ["--block=sas_p", "--n_layer=6", "--n_embd=128", "--n_head=4", "--block_size=64", "--batch_size=8",
          "--max_steps=300", "--eval_interval=50", "--eval_windows=100"]

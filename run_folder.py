@@ -1,8 +1,9 @@
 """
-A run folder's files, written and read in one place: ckpt.pt (the checkpoint), log.jsonl and gains.jsonl (the
-logs) and config.json (a record of the settings). train.py writes them, as the folder's one writer
-(hold_run_folder); sample.py, probe.py and compare.py read them and need no lock: every file is replaced
-atomically, and a log only grows by whole rows (a kill can tear the last one, which readers skip).
+A run folder and its files, written and read in one place: ckpt.pt (the checkpoint), log.jsonl and gains.jsonl
+(the logs) and config.json (a record of the settings). train.py writes them, as the folder's one writer
+(hold_run_folder), through start_run_folder, RunLog and save_checkpoint; sample.py, probe.py and compare.py read
+them and need no lock: every file is replaced atomically, and a log only grows by whole rows (a kill can tear the
+last one, which readers skip).
 """
 
 import errno
@@ -14,20 +15,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from configurator import ConfigError
 from data import dataset_dir
 from data.dataset import Dataset
+from errors import CheckpointError, ConfigError
+from hardware import peak_memory
 from model import GPT, GPTConfig
 
 try:
     import fcntl  # file locks, on Linux, macOS and the other POSIX systems
 except ImportError:  # Windows: no lock (hold_run_folder says what that means)
     fcntl = None
-
-
-class CheckpointError(ValueError):
-    """A run folder's file (checkpoint, log) that is missing, unreadable, unwritable or does not fit the run."""
 
 
 def run_dir(out_dir, block):
@@ -200,6 +199,61 @@ def unwritable(path, e):
             f"{remedy(e, 'move the run folder somewhere writable')}, then continue with --resume")
 
 
+def start_run_folder(folder, checkpoint, settings, changes):
+    """Make the run folder, which this process holds, hold this run alone. A new run's checkpoint (at step 0) goes
+    first, atomically: whatever the folder held before, a kill at any later moment leaves a checkpoint that resume
+    trusts, and the logs keep only their rows up to the checkpoint's step. config.json records the settings;
+    changes ({setting: (saved, now)}, allowed by --allow_changes) are printed and logged."""
+    remove_leftovers(folder)  # the temporary files of a killed writer
+    if checkpoint["step"] == 0:
+        save_checkpoint(folder / "ckpt.pt", checkpoint)  # a new run replaces any old one right away
+    for name in ("log.jsonl", "gains.jsonl"):
+        path = folder / name
+        kept = [row for row in read_log(path) if row["step"] <= checkpoint["step"]]
+        if path.exists() or name == "log.jsonl":  # gains.jsonl only for blocks that have gains
+            write_file(path, "".join(json.dumps(row) + "\n" for row in kept))
+    write_file(folder / "config.json", json.dumps(settings, indent=2) + "\n")
+    if changes:
+        print("continuing with changed settings: " + ", ".join(f"{key} {old} -> {new}"
+                                                                 for key, (old, new) in changes.items()))
+        append_log(folder / "log.jsonl", {"step": checkpoint["step"], "changed": changes})
+
+
+class RunLog:
+    """log.jsonl: a row every log_interval steps, and what the progress bar shows; gains.jsonl: the model's gains
+    at the same steps (probe.py draws them over training). MFU is taken against each peak FLOP/s in peaks (the
+    measured one, and the data sheet's where known)."""
+
+    def __init__(self, folder, tokens_per_step, flops_per_token, peaks, device):
+        self.path, self.gains_path, self.last_row = folder / "log.jsonl", folder / "gains.jsonl", {}
+        self.tokens_per_step, self.flops_per_token, self.peaks, self.device = \
+            tokens_per_step, flops_per_token, peaks, device
+
+    def write(self, state, interval, val_loss, bar):
+        """A row for the steps of interval (a train.Interval), which ended at state.step."""
+        steps = len(interval.losses) + interval.skipped
+        row = {"step": state.step, "lr": state.optimizer.param_groups[0]["lr"], "time": state.train_time,
+               "tokens_per_sec": steps * self.tokens_per_step / interval.seconds}
+        if interval.losses:  # a train loss only if some step had a finite one
+            row["train_loss"] = sum(interval.losses) / len(interval.losses)
+        if interval.skipped:
+            row["skipped"] = interval.skipped
+        if val_loss is not None:
+            row["val_loss"] = val_loss
+        row |= {key: self.flops_per_token * row["tokens_per_sec"] / peak for key, peak in self.peaks.items()
+                if peak is not None}
+        row["peak_memory"] = peak_memory(self.device)
+        append_log(self.path, row)
+        if gains := state.model.gains():
+            append_log(self.gains_path, {"step": state.step, **gains})
+        self.last_row = row
+        if val_loss is not None:
+            train_loss = f"train loss {row['train_loss']:.4f}" if "train_loss" in row else "no finite train loss"
+            tqdm.write(f"step {row['step']}: {train_loss}, val loss {val_loss:.4f}")
+        bar.set_postfix(loss=f"{row.get('train_loss', float('nan')):.3f}", tok_s=f"{row['tokens_per_sec']:,.0f}",
+                        mfu=f"{row['mfu']:.0%}", refresh=False)
+
+
 # -----------------------------------------------------------------------------
 # reading
 
@@ -207,13 +261,13 @@ def unwritable(path, e):
 CHECKPOINT_KEYS = ("model", "optimizer", "scaler", "step", "train_time", "config", "model_config",
                    "dataset_fingerprint", "device", "dtype", "attention", "data_rng", "torch_rng")
 MODEL_KEYS = ("model", "model_config", "config", "dataset_fingerprint")
-# settings that checkpoints saved by an earlier train.py lack, and what those runs computed without them
-EARLIER = {"attention": "fused"}  # before the attention setting, every run used SDPA's fused kernels
+# what checkpoints saved by an earlier train.py lack, and what those runs had
+EARLIER_KEYS = {"attention": "fused"}  # the attention kernel: before it was chosen, every run used SDPA's fused ones
 
 
 def load_checkpoint(path, needs=CHECKPOINT_KEYS):
-    """The checkpoint at path, with the keys a reader needs (refused in one line if it lacks one). A setting
-    that a checkpoint from an earlier train.py lacks gets the value those runs had: ckpt["earlier"] lists them."""
+    """The checkpoint at path, with the keys a reader needs (refused in one line if it lacks one; a key that a
+    checkpoint from an earlier train.py lacks gets the value those runs had)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}; train one first (python train.py) or check --out_dir")
@@ -225,10 +279,7 @@ def load_checkpoint(path, needs=CHECKPOINT_KEYS):
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict):
         raise CheckpointError(f"{path} is a torch file, but not a checkpoint that train.py wrote (it holds no "
                               f"settings); point at a run folder that train.py wrote")
-    ckpt["earlier"] = {key: value for key, value in EARLIER.items() if key in needs and key not in ckpt}
-    for key, value in ckpt["earlier"].items():
-        ckpt[key] = value
-        ckpt["config"].setdefault(key, value)
+    ckpt = EARLIER_KEYS | ckpt
     missing = [key for key in needs if key not in ckpt]
     if missing:
         raise CheckpointError(f"{path} is not a checkpoint of this train.py: it lacks {', '.join(missing)}; point "
