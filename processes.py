@@ -183,6 +183,14 @@ class TorchrunProcesses(Processes):
         return bool(flag.item())
 
 
+def leave_quietly():
+    """After this process has left the others, with its exit status decided: torchrun sends SIGTERM to the processes
+    still running once one has ended, and all of them are ending together here, so a stop signal now must not kill
+    this one (its status would become -15 in torchrun's report). torchrun sends SIGKILL 30 s later if need be."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 @contextmanager
 def joined_processes(device, timeout):
     """This process's Processes: alone, or, if launched by torchrun, joined to torchrun's process group, which it
@@ -226,7 +234,8 @@ class Heartbeat:
     def __init__(self, store, rank):
         self.store, self.key, self.stopped = store.clone(), f"heartbeat/{rank}", threading.Event()  # (a thread's own)
         store.add(self.key, 1)
-        threading.Thread(target=self.beat, daemon=True).start()
+        self.thread = threading.Thread(target=self.beat, daemon=True)
+        self.thread.start()
 
     def beat(self):
         while not self.stopped.wait(1.0):
@@ -236,7 +245,10 @@ class Heartbeat:
                 return
 
     def stop(self):
+        """Stop beating, and wait for the last beat (a second at most): a beat still in the store's C++ code as the
+        process exits aborts it (SIGABRT), which would hide the exit status it meant to give."""
         self.stopped.set()
+        self.thread.join(timeout=5)
 
 
 def lost_contact(e, store, rank, world_size, timeout):

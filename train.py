@@ -30,7 +30,7 @@ from errors import CheckpointError, ConfigError
 from hardware import (attention_kernel, autocast, datasheet_flops, device_name, emulation_warning,
                       measure_matmul_flops, pick_device, precision_and_kernel, set_up_device, to_device)
 from model import GPT
-from processes import Processes, Stop, first_process, joined_processes, stop_signals
+from processes import Processes, Stop, first_process, joined_processes, leave_quietly, stop_signals
 from run_folder import RunLog, hold_run_folder, save_checkpoint, start_run_folder
 from settings import notes_on_resuming, run_settings
 
@@ -282,10 +282,12 @@ def main(argv):
     cfg, ckpt = run_settings(argv)
     device = pick_device(cfg.device)
     set_up_device(device)
-    # the signal handlers go on until the processes have left each other: under torchrun, a process still leaving
-    # when another has ended gets torchrun's SIGTERM, which must not kill it before it exits with its own status
+    # the signal handlers go on until the processes have left each other, and then under torchrun signals are
+    # ignored: a process still leaving when another has ended gets torchrun's SIGTERM, which must not kill it
     with stop_signals() as stop, joined_processes(device, cfg.process_timeout) as procs:
         final = train(cfg, ckpt, procs, stop)
+    if procs.world_size > 1:
+        leave_quietly()
     if final["stopped_by"] is not None:
         if first_process():
             resume = shlex.join(["python", "train.py", f"--block={cfg.block}", f"--out_dir={cfg.run_dir}", "--resume"])

@@ -62,6 +62,17 @@ def assert_one_line_error(result, *hints, status=None):
         assert hint in lines[0], lines[0]
 
 
+def assert_error(capfd, status, code, *hints):
+    """One line on stderr, error: ..., on a line of its own (not glued to a progress bar), holding the hints."""
+    err = capfd.readouterr().err
+    assert code == status, err
+    last = err.rstrip("\n").rpartition("\n")[2]
+    assert last.startswith("error: ") and "Traceback" not in err, err
+    for hint in hints:
+        assert hint in last, last
+    return last
+
+
 def snapshot(*folders):
     """Every file under the folders, with its bytes: equal snapshots mean nothing was written."""
     return {path: path.read_bytes() for folder in folders for path in sorted(Path(folder).rglob("*"))

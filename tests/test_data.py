@@ -2,7 +2,9 @@
 Tests for data/: the BPE trainer, dataset preparation (CLI and prepare()), and the Dataset loader.
 Offline, CPU only, on tiny corpora written into tmp_path.
 """
+import contextlib
 import hashlib
+import io
 import json
 import os
 import random
@@ -48,8 +50,18 @@ def build(tmp_path, name="ds", **kwargs):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, str(ROOT / "data" / "prepare.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    """python data/prepare.py ARGS, in this process through its main (test_cli_builds_a_dataset runs the real
+    command): what it printed and its exit status, as the command line would give them."""
+    out, err = io.StringIO(), io.StringIO()
+    status = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            prep.main(list(args))
+        except SystemExit as ended:  # sys.exit("error: ...") prints the message and exits 1, as Python does
+            status = 1 if isinstance(ended.code, str) else ended.code or 0
+            if isinstance(ended.code, str):
+                print(ended.code, file=sys.stderr)
+    return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
 
 
 def assert_one_line_error(result, *hints):
@@ -342,8 +354,9 @@ def test_help_lists_every_flag_with_its_default():
 
 def test_cli_builds_a_dataset(tmp_path):
     corpus = write_corpus(tmp_path / "corpus")
-    result = run_cli(f"--source={corpus}", f"--out={tmp_path / 'ds'}", f"--vocab_size={VOCAB}",
-                     f"--val_fraction={VAL_FRACTION}")
+    result = subprocess.run([sys.executable, "data/prepare.py", f"--source={corpus}", f"--out={tmp_path / 'ds'}",
+                             f"--vocab_size={VOCAB}", f"--val_fraction={VAL_FRACTION}"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "bytes/token" in result.stdout and "fingerprint" in result.stdout
     assert Dataset(tmp_path / "ds").vocab_size == VOCAB + 1
