@@ -154,14 +154,16 @@ def shaped_attention(q, k, v, alpha, beta, gamma=None):
         C v  = running mean of v over positions <= t, since C[i, j] = 1/(i+1) for j <= i
     The sum is taken in float32, the residual stream's precision, even when q, k, v are bfloat16
     under autocast: C v's running sum does not drift over long sequences, and the gains' gradients
-    are summed in float32 rather than rounded to bfloat16. Returns float32 (B, nh, T, hs).
+    are summed in float32 rather than rounded to bfloat16. Returns float32 (B, nh, T, hs), or float64
+    for float64 inputs (probe.py measures in float64).
     shaped_attention_matrix below is the explicit form the tests hold this to.
     """
     softmax_v = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # A v
     alpha, beta = (g.view(-1, 1, 1) for g in (alpha, beta))  # (nh, 1, 1), float32
     out = alpha * v + beta * softmax_v
     if gamma is not None:  # Eq. 5's centring
-        mean_v = v.float().cumsum(dim=-2) / positions(v.size(-2), v.device)  # C v
+        precision = torch.promote_types(v.dtype, torch.float32)  # float32, or float64 for a float64 v
+        mean_v = v.to(precision).cumsum(dim=-2) / positions(v.size(-2), v.device)  # C v
         out = out - gamma.view(-1, 1, 1) * mean_v
     return out
 
