@@ -31,11 +31,20 @@ class ModelSettings(Settings):
     mlp_ratio: int = setting(4, "MLP hidden width = mlp_ratio * n_embd", check=positive)
     # beta_FF at init in the shaped blocks: O(1/sqrt(depth)), 0.1 at depth 18 (§4.1)
     mlp_gain: float = setting(0.1, "initial beta_FF, the MLP branch gain of the shaped blocks: O(1/sqrt(n_layer))")
-    # sas_vp's W_V, W_P = alpha B + beta dW: the paper's Fig. 3 sweeps beta and B
-    vp_gain: float = setting(0.2, "sas_vp only: initial beta of W_V, W_P = alpha I + beta dW (the official code's "
-                                  "Fig. 4 script: 0.2)")
-    vp_base: str = setting("identity", "sas_vp only: the fixed matrix W_V, W_P start from: identity, or a random "
-                                       "orthogonal one (the paper's Fig. 3)", choices=["identity", "orthogonal"])
+    # sas_vp's W_V, W_P = alpha B + beta dW. Fig. 4 trains alpha and beta from 1 and 0.2; Fig. 3 fixes them at 1
+    # and beta, and sweeps beta and B (the official code's trainable_value_gains=false trainable_proj_gains=false)
+    vp_gain: float = setting(0.2, "sas_vp only: beta of W_V, W_P = alpha B + beta dW: its starting value (the "
+                                  "official code's Fig. 4 script: 0.2), or its fixed value with vp_fixed_gains")
+    vp_base: str = setting("identity", "sas_vp only: the fixed matrix B of W_V, W_P = alpha B + beta dW: identity, or "
+                                       "a random orthogonal one (the paper's Fig. 3)",
+                           choices=["identity", "orthogonal"])
+    vp_fixed_gains: bool = setting(False, "sas_vp only: fix alpha at 1 and beta at vp_gain in every layer, so that "
+                                          "only dW trains (the paper's Fig. 3); false trains them too (Fig. 4)")
+    # Eq. 5's shaped attention, or Eq. 4's Value-SkipInit matrix in the same block: the paper's Fig. 13 (v1 Fig. 12)
+    attn_matrix: str = setting("shaped", "the attention matrix of the blocks with shaped attention: shaped, alpha I + "
+                                         "beta A - gamma C (Eq. 5); or v_skipinit, alpha I + beta A with beta from 0 "
+                                         "(Eq. 4; the v_skipinit block has it whatever this says)",
+                               choices=["shaped", "v_skipinit"])
 
     def __post_init__(self):
         super().__post_init__()
@@ -89,10 +98,13 @@ class GPT(nn.Module):
         W = alpha B + beta dW (W_V, W_P in       dW 0, alpha 1,    starts as B (Eq. 6); B = I, or in sas_vp
           sas_vp; the first layer's W_V in sas)  B I or orthog.    a fixed orthogonal O (vp_base, Fig. 3);
                                                  beta vp_gain in   beta: the official code's Fig. 4 script
-                                                 sas_vp, else 1    (0.2); sas: as its layer-0 W_V
+                                                 sas_vp, else 1    (0.2), or Fig. 3's fixed value (with
+                                                                   vp_fixed_gains alpha and beta never
+                                                                   train); sas: as its layer-0 W_V
         alpha, beta, gamma (per head)            1                 Eq. 5, as the official code
-        Eq. 4's alpha, beta (v_skipinit)         1, 0              alpha I + beta A = I: with no - gamma C
-                                                                   to cancel A, beta must start at 0
+        Eq. 4's alpha, beta (v_skipinit, and     1, 0              alpha I + beta A = I: with no - gamma C
+          attn_matrix=v_skipinit)                                  to cancel A, beta must start at 0 (the
+                                                                   official code: attn_mat_resid_gain=0)
         beta_SA, alpha_FF                        1
         beta_FF                                  config.mlp_gain   downweighted MLP branch (§4.1)
         """

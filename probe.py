@@ -6,11 +6,17 @@ Signal propagation through the depth of a GPT: how token representations evolve 
     python probe.py --checkpoints=out/pre_ln,out/sas_p # trained models, plus their learned gains
 
 For each layer (layer 0 is the embedding, layer l the output of block l) it measures the mean
-cosine similarity between token positions, the stable rank of the positions once their shared mean
-is removed (1 = rank collapse; the cosine alone mistakes a large shared mean for collapse), the RMS
-of the residual stream, and the entropy of each head's softmax attention. Without its attention skip, ordinary attention
-averages tokens together at every layer and the representations collapse with depth; shaped
-attention starts as the identity and does not (He & Hofmann, §4.1). Prints tables and writes
+cosine similarity between token positions, the share of the stream's energy left once the positions'
+shared mean is removed (the centred energy: 0 = rank collapse), the stable rank of what is left (1 =
+the positions differ along one direction only; the cosine alone mistakes a large shared mean for
+collapse), the RMS of the residual stream, and the entropy of each head's softmax attention. Without
+its attention skip, ordinary attention averages tokens together at every layer and the
+representations collapse with depth; shaped attention starts as the identity and does not (He &
+Hofmann, §4.1). The model runs in float64 here: a collapse shrinks the positions' differences
+geometrically with depth, and in float32 they drop below the rounding of the stream within about 24
+layers, where the stable rank measures rounding noise. Even float64 runs out near 56 layers of the
+unshaped control, so the stable rank is left out (None) where the centred energy is below
+float64's resolution. Prints tables and writes
 init.json / init.png (or trained.json / trained.png) into --out. With --checkpoints it also draws, for
 each run: its learned gains per layer (gains_RUN.png) and over training (gains_over_training_RUN.png, from
 the gains.jsonl train.py logs), and for a shaped block one layer's attention matrices A, C and
@@ -77,10 +83,24 @@ def mean_cosine_similarity(x):
     """Mean cosine similarity between the T positions of x (B, T, C), diagonal excluded, averaged
     over the batch. 1 means every position points the same way: rank collapse (§4.1)."""
     T = x.size(1)
-    unit = F.normalize(x.float(), dim=-1)
+    unit = F.normalize(x.double(), dim=-1)
     gram = unit @ unit.transpose(1, 2)  # (B, T, T)
     off_diagonal = gram.sum(dim=(1, 2)) - gram.diagonal(dim1=1, dim2=2).sum(dim=-1)  # (B,)
     return (off_diagonal / (T * (T - 1))).mean().item()
+
+
+# Below this centred energy the positions agree to about 13 significant digits: what is left of X_c is the rounding of
+# the forward pass (about 1e-15 of the stream in float64), and its stable rank measures that noise, not the model.
+RESOLUTION = (1000 * torch.finfo(torch.float64).eps) ** 2
+
+
+def centred_energy(x):
+    """The share of the energy of x (B, T, C) left once the mean over positions is removed: ||X_c||_F^2 / ||X||_F^2,
+    averaged over the batch. 1 - (mean cosine) on a log scale, but without its floor: it goes on falling as long as
+    the forward pass can represent the positions' differences, where 1 - cos stops at float64's 1e-16."""
+    x = x.double()
+    centred = x - x.mean(dim=1, keepdim=True)
+    return (centred.pow(2).sum(dim=(1, 2)) / x.pow(2).sum(dim=(1, 2))).mean().item()
 
 
 def centred_stable_rank(x):
@@ -113,14 +133,17 @@ def attention_entropy(A):
 @torch.no_grad()
 def measure(model, idx):
     """One forward pass of model on idx (B, T); per layer, with layer 0 the embedding:
-    cosine, stable_rank, rms (L + 1 floats each) and entropy (L lists of nh floats, one per block).
+    cosine, centred_energy, stable_rank, rms (L + 1 floats each; stable_rank None below RESOLUTION) and
+    entropy (L lists of nh floats, one per block). Run it on a float64 model (probe() does).
     Forward hooks read the residual stream and each attention module's input; the model is unchanged."""
-    stats = {"cosine": [], "stable_rank": [], "rms": [], "entropy": []}
+    stats = {"cosine": [], "centred_energy": [], "stable_rank": [], "rms": [], "entropy": []}
 
     def record_stream(x):
+        energy = centred_energy(x)
         stats["cosine"].append(mean_cosine_similarity(x))
-        stats["stable_rank"].append(centred_stable_rank(x))
-        stats["rms"].append(x.float().pow(2).mean().sqrt().item())
+        stats["centred_energy"].append(energy)
+        stats["stable_rank"].append(centred_stable_rank(x) if energy > RESOLUTION else None)
+        stats["rms"].append(x.double().pow(2).mean().sqrt().item())
 
     def record_attention(attn, args, out):
         stats["entropy"].append(attention_entropy(softmax_attention(attn, args[0])).tolist())
@@ -195,6 +218,9 @@ def models(cfg):
 def probe(cfg):
     """Measure every block (or checkpoint) cfg names; print the tables, write the JSON and the plot."""
     device = pick_device(cfg.device)
+    if device == "mps":  # the measurements are one float64 forward pass, which a CPU does in seconds
+        print("note: probe.py measures in float64, which MPS does not have: it runs on the CPU")
+        device = pick_device("cpu")
     folders = cfg.checkpoints.split(",") if cfg.checkpoints else []
     missing = [folder for folder in folders if not (Path(folder) / "ckpt.pt").is_file()]
     if missing:  # refuse before any work; --checkpoints names folders, not files
@@ -213,7 +239,7 @@ def probe(cfg):
     results = {}
     for name, model, idx in tqdm(models(cfg), total=len(folders or cfg.blocks.split(",")), desc="probing",
                                  unit="model"):
-        model.to(device).eval()
+        model.to(device, torch.float64).eval()  # float64: see the top
         results[name] = {"block": model.config.block, **measure(model, idx.to(device))}
         if folders:
             results[name]["gains"] = learned_gains(model)
@@ -261,11 +287,15 @@ def depths(n_layer):
 
 
 def print_table(title, rows, columns, fmt):
-    """rows: {label: {layer: value}}; a missing layer leaves its cell blank."""
+    """rows: {label: {layer: value}}; a missing layer leaves its cell blank, a value of None says n/a."""
     width = max(map(len, rows)) + 2
     print(f"\n{title}\n" + "layer".ljust(width) + "".join(f"{c:>8}" for c in columns))
     for label, cells in rows.items():
-        print(label.ljust(width) + "".join(f"{fmt.format(cells[c]) if c in cells else '':>8}" for c in columns))
+        print(label.ljust(width) + "".join(f"{format_cell(fmt, cells[c]) if c in cells else '':>8}" for c in columns))
+
+
+def format_cell(fmt, value):
+    return "n/a" if value is None else fmt.format(value)
 
 
 def head_mean(entropy):
@@ -277,8 +307,11 @@ def print_tables(results, uniform):
     columns = depths(max(len(r["rms"]) for r in results.values()) - 1)
     print_table("cosine similarity between positions (1 = rank collapse)",
                 {name: dict(enumerate(r["cosine"])) for name, r in results.items()}, columns, "{:.3f}")
-    print_table("stable rank of the positions after removing their mean (1 = rank collapse)",
-                {name: dict(enumerate(r["stable_rank"])) for name, r in results.items()}, columns, "{:.2f}")
+    print_table("share of the energy left after removing the positions' mean (0 = rank collapse)",
+                {name: dict(enumerate(r["centred_energy"])) for name, r in results.items()}, columns, "{:.2g}")
+    print_table("stable rank of the positions after removing their mean (1 = rank collapse; n/a: below float64's "
+                "resolution)", {name: dict(enumerate(r["stable_rank"])) for name, r in results.items()}, columns,
+                "{:.2f}")
     print_table("RMS of the residual stream",
                 {name: dict(enumerate(r["rms"])) for name, r in results.items()}, columns, "{:.3g}")
     print_table(f"softmax attention entropy, mean over heads and positions (uniform causal: {uniform:.3f})",
@@ -316,10 +349,15 @@ def markdown(report):
     lines = ["| block | cosine, layer 0 | cosine, last layer | centred stable rank, layer 0 | centred stable rank, "
              "last layer | residual RMS, last layer |", "|---|---:|---:|---:|---:|---:|"]
     for name, r in report["results"].items():
-        lines.append(f"| {name} | {r['cosine'][0]:.3f} | {r['cosine'][-1]:.3f} | {r['stable_rank'][0]:.2f} | "
-                     f"{r['stable_rank'][-1]:.2f} | {r['rms'][-1]:.2f} |")
+        first, last = (format_cell("{:.2f}", r["stable_rank"][i]) for i in (0, -1))
+        cosines = f"{r['cosine'][0]:.3f} | {r['cosine'][-1]:.3f}"
+        lines.append(f"| {name} | {cosines} | {first} | {last} | {r['rms'][-1]:.2f} |")
     layers = len(next(iter(report["results"].values()))["rms"]) - 1
-    return "\n".join(lines) + f"\n\nlayer 0: the embedding; last layer: the output of block {layers}\n"
+    note = f"layer 0: the embedding; last layer: the output of block {layers}"
+    if any(rank is None for r in report["results"].values() for rank in r["stable_rank"]):
+        note += (f". n/a: the energy left after removing the positions' mean is below float64's resolution "
+                 f"({RESOLUTION:.0e} of the stream's), so what is left is rounding, and its stable rank says nothing")
+    return "\n".join(lines) + f"\n\n{note}\n"
 
 
 def format_gain(value):
@@ -328,17 +366,23 @@ def format_gain(value):
 
 
 def plot(results, path):
-    """One line per model in three panels against depth (layer 0: the embedding, layer l: block l's output):
-    cosine similarity, centred stable rank and the residual stream's RMS. The attention entropy is in the tables
-    and the JSON only (at initialisation it is within a few thousandths of the uniform matrix's in every block)."""
+    """One line per model in four panels against depth (layer 0: the embedding, layer l: block l's output):
+    cosine similarity, centred energy, centred stable rank (a gap where it is n/a) and the residual stream's RMS.
+    The attention entropy is in the tables and the JSON only (at initialisation it is within a few thousandths of
+    the uniform matrix's in every block)."""
     plt = pyplot()
-    fig, (cos_ax, rank_ax, rms_ax) = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig, (cos_ax, energy_ax, rank_ax, rms_ax) = plt.subplots(1, 4, figsize=(20, 4.5))
     for i, (name, r) in enumerate(results.items()):
         style = {"label": name, "linestyle": ["-", "--", ":", "-."][i % 4]}  # blocks that coincide stay visible
         cos_ax.plot(r["cosine"], **style)
-        rank_ax.plot(r["stable_rank"], **style)
+        energy_ax.plot(r["centred_energy"], **style)
+        rank_ax.plot([float("nan") if rank is None else rank for rank in r["stable_rank"]], **style)
         rms_ax.plot(r["rms"], **style)
     cos_ax.set(title="cosine similarity between positions", xlabel="layer", ylim=(-0.05, 1.05))
+    energy_ax.axhline(RESOLUTION, color="grey", linewidth=0.8, linestyle=":")
+    energy_ax.annotate("float64's resolution", (0, RESOLUTION), xytext=(2, 3), textcoords="offset points",
+                       fontsize="small", color="grey")
+    energy_ax.set(title="energy left after removing the mean", xlabel="layer", yscale="log")
     rank_ax.set(title="stable rank after removing the mean", xlabel="layer", yscale="log")
     rms_ax.set(title="RMS of the residual stream", xlabel="layer", yscale="log")
     cos_ax.legend(fontsize="small")

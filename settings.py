@@ -174,7 +174,9 @@ BOOKKEEPING = {"resume", "allow_changes", "overwrite", "eval_interval", "log_int
 # settings a checkpoint cannot be continued without: the model's shape and its data
 FIXED = {"dataset", "block"} | {f.name for f in fields(ModelSettings)}
 # settings that runs saved by an earlier train.py lack, and what those runs computed without them
-EARLIER = {"attention": "fused"}  # before the attention setting, every run used SDPA's fused kernels
+EARLIER = {"attention": "fused",  # before the attention setting, every run used SDPA's fused kernels
+           "vp_fixed_gains": False,  # sas_vp's gains trained (Fig. 4's model)
+           "attn_matrix": "shaped"}  # the shaped blocks had Eq. 5's matrix
 
 
 def saved_settings(saved, source):

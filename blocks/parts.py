@@ -59,12 +59,15 @@ class IdentityPlusLinear(nn.Module):
     With orthogonal_base, a fixed random orthogonal matrix O takes the place of I,
     x -> x (alpha O + beta dW): the comparison of the paper's Fig. 3 (the official code's
     val_init_type=orth). O is a buffer, saved with the model.
+    With trainable_gains=False, alpha and beta stay where GPT.init_weights put them and only
+    dW trains: Fig. 3's model (the official code's trainable_value_gains=false). They stay
+    parameters, so that the gains log shows them.
     """
 
-    def __init__(self, dim, orthogonal_base=False):
+    def __init__(self, dim, orthogonal_base=False, trainable_gains=True):
         super().__init__()
-        self.alpha = nn.Parameter(torch.empty(()))
-        self.beta = nn.Parameter(torch.empty(()))
+        self.alpha = nn.Parameter(torch.empty(()), requires_grad=trainable_gains)
+        self.beta = nn.Parameter(torch.empty(()), requires_grad=trainable_gains)
         self.delta = nn.Linear(dim, dim, bias=False)
         self.register_buffer("base", torch.empty(dim, dim) if orthogonal_base else None)
 
@@ -92,8 +95,8 @@ class CausalSelfAttention(nn.Module):
             self.c_v = IdentityPlusLinear(d) if layer_idx == 0 else nn.Identity()
             self.c_proj = nn.Identity()
         elif near_identity_values:
-            orthogonal = config.vp_base == "orthogonal"
-            self.c_v, self.c_proj = IdentityPlusLinear(d, orthogonal), IdentityPlusLinear(d, orthogonal)
+            orthogonal, trainable = config.vp_base == "orthogonal", not config.vp_fixed_gains
+            self.c_v, self.c_proj = (IdentityPlusLinear(d, orthogonal, trainable) for _ in range(2))
         else:
             self.c_v = nn.Linear(d, d, bias=False)
             self.c_proj = nn.Linear(d, d, bias=False)
@@ -123,14 +126,18 @@ class ShapedAttention(CausalSelfAttention):
     initialisation: the sub-block passes its input straight through, which is
     what the removed skip connection used to guarantee (§4.1).
 
-    With centred=False there is no gamma C: the matrix is Value-SkipInit's alpha I + beta A
-    (Eq. 4; He et al., 2023), which starts as the identity only because beta starts at 0.
+    With centred=False (the v_skipinit block), or config.attn_matrix="v_skipinit" (any shaped block),
+    there is no gamma C: the matrix is Value-SkipInit's alpha I + beta A (Eq. 4; He et al., 2023),
+    which starts as the identity only because beta starts at 0. The paper compares the two matrices
+    inside SAS and SAS-P (v1 Fig. 12 / v2 Fig. 13); the official code gets Eq. 4 from
+    model.attn_mat_resid_gain=0, where gamma follows beta to 0 and is frozen there.
     """
 
     def __init__(self, config, layer_idx, identity_values=False, near_identity_values=False, centred=True):
         super().__init__(config, layer_idx, identity_values, near_identity_values)
         self.alpha = nn.Parameter(torch.empty(config.n_head))
         self.beta = nn.Parameter(torch.empty(config.n_head))
+        centred = centred and config.attn_matrix == "shaped"
         self.gamma = nn.Parameter(torch.empty(config.n_head)) if centred else None
 
     def attend(self, q, k, v):
@@ -147,14 +154,16 @@ def shaped_attention(q, k, v, alpha, beta, gamma=None):
         C v  = running mean of v over positions <= t, since C[i, j] = 1/(i+1) for j <= i
     The sum is taken in float32, the residual stream's precision, even when q, k, v are bfloat16
     under autocast: C v's running sum does not drift over long sequences, and the gains' gradients
-    are summed in float32 rather than rounded to bfloat16. Returns float32 (B, nh, T, hs).
+    are summed in float32 rather than rounded to bfloat16. Returns float32 (B, nh, T, hs), or float64
+    for float64 inputs (probe.py measures in float64).
     shaped_attention_matrix below is the explicit form the tests hold this to.
     """
     softmax_v = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # A v
     alpha, beta = (g.view(-1, 1, 1) for g in (alpha, beta))  # (nh, 1, 1), float32
     out = alpha * v + beta * softmax_v
     if gamma is not None:  # Eq. 5's centring
-        mean_v = v.float().cumsum(dim=-2) / positions(v.size(-2), v.device)  # C v
+        precision = torch.promote_types(v.dtype, torch.float32)  # float32, or float64 for a float64 v
+        mean_v = v.to(precision).cumsum(dim=-2) / positions(v.size(-2), v.device)  # C v
         out = out - gamma.view(-1, 1, 1) * mean_v
     return out
 

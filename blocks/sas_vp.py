@@ -9,7 +9,8 @@ dW starts at zero, so the values and projection start as the identity, and beta 
 as the official code's Fig. 4 script). The paper trained this model and watched beta/alpha fall
 towards 0 in almost every layer: the learned W_V and W_P stay the identity, which is what licenses
 fixing them there in sas. (A branch scaled by a small beta learns as if its learning rate were
-smaller, App. A: beta is how slowly dW may move away from zero.)
+smaller, App. A: beta is how slowly dW may move away from zero.) With --vp_fixed_gains, alpha and beta
+stay at 1 and vp_gain and only dW trains: the model of the paper's Fig. 3 (config/fig3.py).
 """
 
 import torch

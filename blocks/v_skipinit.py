@@ -7,9 +7,11 @@ branch of the ladder beside no_attn_skip.
 
 VSI is attention with the matrix alpha I + beta A in place of A: no centring term gamma C. It starts as
 the identity only because beta starts at 0 (GPT.init_weights), so at initialisation the softmax part is
-switched off rather than cancelled. The official code cannot express this matrix (its identity term
-comes only with the centring), and its "V-SkipInit" baseline is our no_attn_skip; the paper compares
-the two matrices in v1 Fig. 12 / v2 Fig. 13, where shaped attention wins by a small margin.
+switched off rather than cancelled. Everything else is no_attn_skip's, dense orthogonal W_V and W_P too:
+the file is one line away from no_attn_skip, to show what the centring buys. The paper compares the two
+matrices inside SAS and SAS-P instead, with identity values (v1 Fig. 12 / v2 Fig. 13, where shaped
+attention wins by a small margin): that is --attn_matrix=v_skipinit on sas or sas_p (config/attn_matrix.py),
+the official code's model.attn_mat_resid_gain=0, whose gamma follows beta to 0 and stays frozen there.
 """
 
 import torch

@@ -46,7 +46,8 @@ def test_unknown_block_lists_the_valid_names():
         GPTConfig(block="sasp")
 
 
-@pytest.mark.parametrize("bad", [dict(n_embd=30, n_head=4), dict(n_layer=0), dict(vocab_size=-1), dict(n_head=2.0)])
+@pytest.mark.parametrize("bad", [dict(n_embd=30, n_head=4), dict(n_layer=0), dict(vocab_size=-1), dict(n_head=2.0),
+                                 dict(attn_matrix="eq4"), dict(vp_base="random")])
 def test_impossible_configs_raise_at_construction(bad):
     with pytest.raises(ValueError):
         GPTConfig(**{**TINY, **bad})
@@ -209,6 +210,75 @@ def test_sas_vp_starts_from_the_gain_and_base_it_is_given():
     attn = model.blocks[1].attn
     torch.testing.assert_close(out, h @ attn.c_v.base.T @ attn.c_proj.base.T, rtol=0, atol=1e-5)
     assert "blocks.1.attn.c_v.base" not in tiny_model("sas_vp").state_dict()  # identity: nothing to store
+
+
+def train_a_few_steps(model, steps=3, lr=1e-2):
+    optimizer = model.configure_optimizers(weight_decay=0.1, learning_rate=lr)
+    for step in range(steps):
+        idx = random_tokens(seed=step)
+        _, loss = model(idx, idx)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return optimizer
+
+
+@pytest.mark.parametrize("base", ["identity", "orthogonal"])
+def test_fig3_fixes_alpha_and_beta_and_trains_dw_alone(base):
+    """vp_fixed_gains (Fig. 3): alpha = 1 and beta = vp_gain in every layer, the first too, stay put; the optimizer
+    does not hold them; dW trains from zero; the gains log still reports them."""
+    model = tiny_model("sas_vp", vp_gain=0.4, vp_base=base, vp_fixed_gains=True)
+    matrices = [m for block in model.blocks for m in (block.attn.c_v, block.attn.c_proj)]
+    optimizer = train_a_few_steps(model)
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    for matrix in matrices:
+        assert (matrix.alpha.item(), matrix.beta.item()) == (1.0, pytest.approx(0.4))
+        assert not matrix.alpha.requires_grad and not matrix.beta.requires_grad
+        assert id(matrix.alpha) not in held and id(matrix.beta) not in held
+        assert torch.count_nonzero(matrix.delta.weight) > 0  # dW moved away from zero
+    assert model.gains()["blocks.0.attn.c_v.beta"] == pytest.approx(0.4)
+    trained = tiny_model("sas_vp", vp_gain=0.4, vp_base=base)  # Fig. 4's model: the gains train
+    train_a_few_steps(trained)
+    assert trained.blocks[0].attn.c_v.beta.item() != pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("base", ["identity", "orthogonal"])
+def test_fig3_at_beta_zero_w_is_its_base_whatever_dw_is(base):
+    """At beta = 0 the point is W = B fixed: the output is x B^T for any dW, and dW gets no gradient."""
+    model = tiny_model("sas_vp", vp_gain=0.0, vp_base=base, vp_fixed_gains=True)
+    matrix = model.blocks[1].attn.c_v
+    with torch.no_grad():
+        matrix.delta.weight.normal_()
+    x = torch.randn(2, 5, TINY["n_embd"])
+    expected = x if base == "identity" else x @ matrix.base.T
+    torch.testing.assert_close(matrix(x), expected, rtol=0, atol=1e-6)
+    idx = random_tokens()
+    model(idx, idx)[1].backward()
+    assert torch.count_nonzero(matrix.delta.weight.grad) == 0
+
+
+@pytest.mark.parametrize("block", ["sas", "sas_p"])
+def test_eq_4_in_sas_and_sas_p_is_one_setting(block):
+    """attn_matrix=v_skipinit (Fig. 13): the block keeps its identity values and loses only gamma; beta starts at
+    0, so the attention matrix alpha I + beta A is the identity at init, and the sub-block computes that matrix
+    times its values once the gains and queries have moved."""
+    model, control = tiny_model(block, attn_matrix="v_skipinit"), tiny_model(block)
+    names = [{name for name, _ in m.blocks[1].named_parameters()} for m in (control, model)]
+    assert (names[0] - names[1], names[1] - names[0]) == ({"attn.gamma"}, set())
+    attn = model.blocks[1].attn
+    assert attn.gamma is None and torch.equal(attn.beta, torch.zeros(TINY["n_head"]))
+    h, out = attention_input_and_output(model, layer=1)
+    torch.testing.assert_close(out, h, rtol=0, atol=1e-6)  # alpha I + 0 A = I, and W_V = W_P = I
+    with torch.no_grad():
+        attn.c_qk.weight.normal_(std=0.3)
+        attn.alpha.uniform_(0.5, 1.5)
+        attn.beta.uniform_(0.5, 1.5)
+    h, out = attention_input_and_output(model, layer=1)
+    B, T, C = h.shape
+    q, k, v = (t.view(B, T, 2, C // 2).transpose(1, 2) for t in (*attn.c_qk(h).split(C, dim=2), h))
+    assert torch.count_nonzero(q) > 0
+    explicit = shaped_attention_matrix(q, k, attn.alpha, attn.beta) @ v  # (B, nh, T, hs)
+    torch.testing.assert_close(out, explicit.transpose(1, 2).reshape(B, T, C), rtol=1e-5, atol=1e-5)
 
 
 def test_init_weights_sets_every_tensor():

@@ -19,7 +19,8 @@ N_LAYER = 18  # the paper's main depth
 def probe_at_init(block, seed=0):
     """measure() on a narrow 18-layer model of this block at initialisation, on random tokens."""
     torch.manual_seed(seed)
-    model = GPT(GPTConfig(block=block, vocab_size=64, block_size=64, n_layer=N_LAYER, n_head=4, n_embd=64)).eval()
+    model = GPT(GPTConfig(block=block, vocab_size=64, block_size=64, n_layer=N_LAYER, n_head=4, n_embd=64))
+    model.to(torch.float64).eval()  # as probe() measures
     idx = torch.randint(64, (4, 64), generator=torch.Generator().manual_seed(seed))
     return probe.measure(model, idx)
 
@@ -102,6 +103,27 @@ def test_pre_ln_keeps_its_positions_apart_once_the_shared_mean_is_removed():
     assert unshaped["stable_rank"][-1] < 1.5
 
 
+def test_a_deep_collapse_is_measured_in_float64_and_not_past_its_resolution():
+    """48 layers of the unshaped control collapse geometrically. In float32 the centred energy stops falling at the
+    rounding of the stream and the stable rank of that noise climbs back, showing less collapse the deeper the
+    model; in float64 the energy goes on falling, the stable rank stays at 1, and below float64's resolution it is
+    left out rather than measured on noise."""
+    def control(dtype):
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(block="no_attn_skip_unshaped", vocab_size=64, block_size=16, n_layer=48, n_head=2,
+                              n_embd=32)).to(dtype).eval()
+        return probe.measure(model, torch.randint(64, (4, 16), generator=torch.Generator().manual_seed(1)))
+
+    single, double = control(torch.float32), control(torch.float64)
+    assert min(single["centred_energy"]) > 1e-15 and single["stable_rank"][-1] > 1.5  # float32's floor
+    assert double["centred_energy"][-1] < probe.RESOLUTION < double["centred_energy"][30]
+    assert all(b < a for a, b in zip(double["centred_energy"][1:30], double["centred_energy"][2:31]))
+    defined = [rank for rank in double["stable_rank"] if rank is not None]
+    assert len(defined) > 30 and max(defined[8:]) < 1.05 and double["stable_rank"][-1] is None
+    report = {"results": {"control": double}}
+    assert "| control | " in probe.markdown(report) and "n/a" in probe.markdown(report)
+
+
 def test_cli_writes_json_and_plot(tiny_dataset, tmp_path):
     result = run_script("probe.py", f"--dataset={tiny_dataset}", "--blocks=pre_ln,sas", "--n_layer=3", "--n_embd=32",
                         "--n_head=2", "--block_size=32", "--batch_size=2", f"--out={tmp_path}", "--device=cpu")
@@ -110,6 +132,7 @@ def test_cli_writes_json_and_plot(tiny_dataset, tmp_path):
     report = json.loads((tmp_path / "init.json").read_text())
     assert set(report["results"]) == {"pre_ln", "sas"}
     assert len(report["results"]["sas"]["cosine"]) == 4 and len(report["results"]["sas"]["entropy"]) == 3
+    assert len(report["results"]["sas"]["centred_energy"]) == 4
     assert (tmp_path / "init.png").stat().st_size > 0
     import probe
     assert (tmp_path / "init.md").read_text() == probe.markdown(report)  # the table a page copies
