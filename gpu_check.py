@@ -115,8 +115,8 @@ def attention(cfg, device):
     lines = []
     for dtype, by_T in measured.items():
         ratios = []
-        for T, result in by_T.items():  # on the kernel training uses at this T
-            shaped, plain = (result["forms"][f"{result['auto']}, {form}"]["seconds"] for form in ("shaped", "plain"))
+        for T, result in by_T.items():  # each form on the kernel training picks for it at this T
+            shaped, plain = (result["forms"][f"{result['auto'][form]}, {form}"]["seconds"] for form in ("shaped", "plain"))
             ratios.append(f"T={T} {shaped / plain:.2f}x")
         lines.append(f"{dtype}: {', '.join(ratios)}")
     return {"status": "passed", "summary": "shaped vs plain, forward + backward time (target <= 1.2x): " +

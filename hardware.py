@@ -3,7 +3,7 @@ Device, precision and attention kernel: which ones a run uses, chosen here for e
 measurements those choices rest on (matmul rates, attention timings, peak memory).
 
 Nothing here changes the process behind a caller's back: set_up_device says what it switches for the whole
-process, and attention_kernel chooses the kernel only inside its with-block.
+process, and the attention kernel is the model's own (GPT.set_attention_kernel).
 """
 
 import ctypes
@@ -14,8 +14,8 @@ import time
 from contextlib import nullcontext
 
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from blocks.parts import causal_attention, shaped_attention
 from errors import ConfigError
 
 # ---------------------------------------------------------------------------------------------------
@@ -197,28 +197,14 @@ def autocast(device_type, dtype):
 # ---------------------------------------------------------------------------------------------------
 # the attention kernel: one policy for plain and shaped attention alike
 
-ATTENTION_KERNELS = ("fused", "explicit")
+ATTENTION_KERNELS = ("fused", "explicit")  # blocks.parts.causal_attention and shaped_attention compute on either
 EXPLICIT_MEMORY = 2**30  # bytes of T x T matrices the explicit kernel may keep for the backward pass, at most
-KERNEL_BACKENDS = {
-    # SDPA's own pick among its kernels that never build the T x T matrix (on a CPU flash attention; on a GPU
-    # flash, memory-efficient or cuDNN attention), and the math backend where no fused kernel takes the inputs
-    "fused": [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION,
-              SDPBackend.MATH],
-    # the math backend: the T x T matrix softmax(q k^T / sqrt(hs) + M), then times v
-    "explicit": [SDPBackend.MATH],
-}
 
 
-def attention_kernel(kernel):
-    """Inside this with-block, torch's scaled_dot_product_attention (SDPA) runs on this kernel, for every block
-    alike: plain and shaped attention both compute their softmax part A v with it (blocks/parts.py). fused: O(T)
-    memory; explicit: O(T^2). Outside the block, SDPA runs as it did before."""
-    return sdpa_kernel(KERNEL_BACKENDS[kernel])
-
-
-def pick_attention(name, device, dtype, shape, stop=None):
+def pick_attention(name, device, dtype, shape, stop=None, shaped=False):
     """The attention kernel for an --attention setting on this device, and why, in a few words.
-    shape: (batch, heads, T, head size, layers) of the run's attention.
+    shape: (batch, heads, T, head size, layers) of the run's attention; shaped: whether the model's attention is
+    shaped (the forms timed are the ones it computes: blocks.parts.shaped_attention, else causal_attention).
 
     auto: on a GPU, fused. On a CPU, whichever runs attention's forward and backward pass at this shape
     faster here, timed in a fraction of a second: CPUs and precisions differ (README, Benchmarks: on one
@@ -235,30 +221,32 @@ def pick_attention(name, device, dtype, shape, stop=None):
     if matrices > EXPLICIT_MEMORY:
         return "fused", f"explicit would keep {matrices / 2**30:.1f} GiB of T x T matrices"
     timed = shape if native_precision(dtype, device) else (1, *shape[1:])
-    speedup = attention_seconds("fused", device, dtype, timed, stop=stop) / \
-        attention_seconds("explicit", device, dtype, timed, stop=stop)
+    speedup = attention_seconds("fused", device, dtype, timed, shaped=shaped, stop=stop) / \
+        attention_seconds("explicit", device, dtype, timed, shaped=shaped, stop=stop)
     return ("explicit" if speedup > 1.1 else "fused"), f"explicit {speedup:.1f}x fused's speed here at T={T}"
 
 
-def attention_seconds(kernel, device, dtype, shape, repeats=3, seconds=1.0, stop=None):
-    """The best time of a few forward and backward passes of causal SDPA on one layer's q, k, v, on kernel,
-    after one untimed pass: fewer once `seconds` have gone by, or once a stop is asked for (train.py's Ctrl-C)."""
+def attention_seconds(kernel, device, dtype, shape, shaped=False, repeats=3, seconds=1.0, stop=None):
+    """The best time of a few forward and backward passes of one layer's causal attention (shaped or plain) on
+    kernel, after one untimed pass: fewer once `seconds` have gone by, or once a stop is asked for (train.py's
+    Ctrl-C)."""
     batch, heads, T, head_size, _ = shape
     q, k, v = (torch.randn(batch, heads, T, head_size, device=device, dtype=getattr(torch, dtype),
                            requires_grad=True) for _ in range(3))
+    gains = [torch.ones(heads, device=device, requires_grad=True) for _ in range(3)]  # alpha, beta, gamma
     times, start = [], time.perf_counter()
-    with attention_kernel(kernel):
-        while len(times) < repeats + 1:  # the first is a warm-up
-            t0 = time.perf_counter()
-            torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward()
-            synchronize(device)
-            times.append(time.perf_counter() - t0)
-            if len(times) >= 2 and (time.perf_counter() - start > seconds or stopped(stop)):
-                break
+    while len(times) < repeats + 1:  # the first is a warm-up
+        t0 = time.perf_counter()
+        out = shaped_attention(q, k, v, *gains, kernel=kernel) if shaped else causal_attention(q, k, v, kernel)
+        out.sum().backward()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 2 and (time.perf_counter() - start > seconds or stopped(stop)):
+            break
     return min(times[1:])
 
 
-def precision_and_kernel(dtype_setting, attention_setting, device, shape, saved=None, stop=None):
+def precision_and_kernel(dtype_setting, attention_setting, device, shape, saved=None, stop=None, shaped=False):
     """The run's autocast precision and attention kernel, each with why in a few words, and for a resumed run
     that changes them, one line saying how and why (else None). shape: as pick_attention takes it; saved: a
     resumed run's checkpoint (its device, dtype and attention), None for a new run.
@@ -268,9 +256,9 @@ def precision_and_kernel(dtype_setting, attention_setting, device, shape, saved=
     switches to what auto picks here: a checkpoint from a bfloat16 machine never trains several times slower on
     one that only emulates bfloat16 (a CPU without bfloat16 instructions, a T4). With --attention=auto it keeps
     its kernel on the same kind of device in the same precision, and else picks again: the explicit T x T
-    matrix a CPU run chose is the slow path on a GPU. Resume stays exact in what it continues (weights,
-    optimizer, data position, random state), but a new precision or kernel rounds the steps from here
-    differently from the machine the run started on."""
+    matrix a CPU run chose is the slow path on a GPU. shaped: as pick_attention takes it. Resume stays exact in
+    what it continues (weights, optimizer, data position, random state), but a new precision or kernel rounds
+    the steps from here differently from the machine the run started on."""
     changes = []
     if saved is None or dtype_setting != "auto":
         dtype, why = pick_dtype(dtype_setting, device, stop)
@@ -281,11 +269,11 @@ def precision_and_kernel(dtype_setting, attention_setting, device, shape, saved=
         changes.append(f"precision {saved['dtype']} -> {dtype} ({saved['dtype']} is only emulated here; "
                        f"--dtype={saved['dtype']} --allow_changes keeps it, emulated)")
     if saved is None or attention_setting != "auto":
-        attention, why_attention = pick_attention(attention_setting, device, dtype, shape, stop)
+        attention, why_attention = pick_attention(attention_setting, device, dtype, shape, stop, shaped)
     elif saved["device"] == device_name(device) and dtype == saved["dtype"]:
         attention, why_attention = saved["attention"], "as the run started"
     else:
-        attention, why_attention = pick_attention("auto", device, dtype, shape, stop)
+        attention, why_attention = pick_attention("auto", device, dtype, shape, stop, shaped)
         if attention != saved["attention"]:
             changes.append(f"attention {saved['attention']} -> {attention} ({why_attention})")
     resumed = None if not changes else (

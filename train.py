@@ -27,9 +27,9 @@ from tqdm import tqdm
 from common import run_main
 from data import load_dataset
 from errors import CheckpointError, ConfigError
-from hardware import (attention_kernel, autocast, datasheet_flops, device_name, emulation_warning,
+from hardware import (autocast, datasheet_flops, device_name, emulation_warning,
                       measure_matmul_flops, pick_device, precision_and_kernel, set_up_device, to_device)
-from model import GPT
+from model import GPT, has_shaped_attention
 from processes import Processes, Stop, first_process, joined_processes, leave_quietly, stop_signals
 from run_folder import RunLog, hold_run_folder, save_checkpoint, start_run_folder
 from settings import notes_on_resuming, run_settings
@@ -72,6 +72,7 @@ def start_or_resume(cfg, ckpt, vocab_size, device, dtype, attention):
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), cfg.eps,
                                            torch.device(device).type)
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=dtype == "float16")
+    model.set_attention_kernel(attention)
     state = State(model, optimizer, scaler, torch.Generator().manual_seed(cfg.seed), device, dtype, attention)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
@@ -216,9 +217,8 @@ def start(cfg, ckpt, procs, stop, held):
         held.enter_context(hold_run_folder(cfg.run_dir))
     shape = (cfg.batch_size, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head, cfg.n_layer)
     # the processes must compute alike: rank 0's measurements decide
-    dtype, why, attention, why_attention, resumed = procs.same_on_every_process(
-        precision_and_kernel(cfg.dtype, cfg.attention, procs.device, shape, ckpt, stop))
-    held.enter_context(attention_kernel(attention))
+    dtype, why, attention, why_attention, resumed = procs.same_on_every_process(precision_and_kernel(
+        cfg.dtype, cfg.attention, procs.device, shape, ckpt, stop, shaped=has_shaped_attention(cfg.block)))
     with procs.rank_0_first():  # rank 0 builds the default dataset on first use
         data = load_dataset(cfg.dataset)
     if ckpt is not None and ckpt["dataset_fingerprint"] != data.fingerprint:
