@@ -195,8 +195,9 @@ def throughput(cfg, device, dtype):
 
 
 def time_in_turns_with_pre_ln(shape, others, cfg, device, dtype):
-    """Each block's (params, FLOPs per token, attention kernel), its first step's seconds (with --compile: compiling, mostly), its
-    seconds per step timed in turns with one pre_ln model, and each turn's ratio of pre_ln's time to the block's."""
+    """Each block's (params, FLOPs per token, attention kernel), its first step's seconds (with --compile:
+    compiling, mostly), its seconds per step timed in turns with one pre_ln model, and each turn's ratio of
+    pre_ln's time to the block's."""
     base_step, base = training_step("pre_ln", shape, cfg, device, dtype)
     sizes = {"pre_ln": (base.model.num_params(), base.model.flops_per_token(), base.attention)}
     first = {"pre_ln": best_seconds(base_step, device, repeats=1)}
@@ -310,7 +311,8 @@ def attention(cfg, device, dtype):
         T = TRAIN_T
         while T <= cfg.max_T:
             auto, rows = attention_at(T, device, precision)
-            results[precision][T] = {"auto": auto, "forms": {f"{kernel}, {form}": r for (kernel, form), r in rows.items()}}
+            forms = {f"{kernel}, {form}": r for (kernel, form), r in rows.items()}
+            results[precision][T] = {"auto": auto, "forms": forms}
             plain = rows[(auto["plain"], "plain")]
             for (kernel, form), r in rows.items():
                 print(f"  {T:5d}  {kernel + ('*' if kernel == auto[form] else ''):9s} {form:7s} "

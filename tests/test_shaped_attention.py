@@ -4,7 +4,6 @@ and generation with a KV cache against generation without."""
 
 import pytest
 import torch
-from torch.nn import functional as F
 
 from blocks import BLOCKS
 from blocks.parts import (KVCache, causal_attention, causal_softmax, shaped_attention, shaped_attention_matrix,
