@@ -7,6 +7,7 @@ Generate text from a trained checkpoint, decoded with its dataset's own tokenize
 """
 
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch
 from common import run_main
 from configurator import Settings, parse_config, setting
 from errors import ConfigError
-from hardware import pick_device
+from hardware import pick_device, synchronize
 from run_folder import load_trained_model, run_dir
 
 
@@ -29,6 +30,8 @@ class SampleConfig(Settings):
     temperature: float = setting(0.8, "below 1 is more conservative, above 1 more random")
     top_k: int = setting(200, "sample only among the k most likely tokens (0: all)")
     seed: int = setting(1337, "random seed: the same seed gives the same samples")
+    kv_cache: bool = setting(True, "keep every layer's keys and values (a KV cache): each new token costs O(T), not "
+                                   "O(T^2); the same tokens either way with --top_k=1")
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
 
     def __post_init__(self):
@@ -58,11 +61,18 @@ def sample(cfg):
     ids = tokenizer.encode(prompt) if prompt else [tokenizer.eot_token]
     idx = torch.tensor([ids] * cfg.num_samples, device=device)
     torch.manual_seed(cfg.seed)
-    out = model.generate(idx, cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k or None)
+    start = time.perf_counter()
+    out = model.generate(idx, cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k or None,
+                         kv_cache=cfg.kv_cache)
+    synchronize(device)
+    seconds = time.perf_counter() - start
     samples = [tokenizer.decode(row[len(ids):].tolist()) for row in out]
     for text in samples:
         print(prompt + text)
         print("-" * 40)
+    generated = cfg.num_samples * cfg.max_new_tokens
+    print(f"generated {generated:,} tokens in {seconds:.2f} s: {generated / seconds:,.0f} tokens/s "
+          f"({'with' if cfg.kv_cache else 'without'} a KV cache)", file=sys.stderr)
     return samples
 
 

@@ -2,6 +2,7 @@
 
 import errno
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -266,6 +267,17 @@ def test_sample_generates_text(finished_run):
     samples = sample.sample(cfg)
     assert len(samples) == 2 and all(isinstance(s, str) and s for s in samples)
     assert sample.sample(cfg) == samples  # seeded
+
+
+def test_sample_says_how_fast_it_generated_and_the_cache_changes_no_greedy_token(finished_run, capfd):
+    outputs = {}
+    for kv_cache in ("true", "false"):
+        assert exit_status("sample.py", [f"--out_dir={finished_run}", "--num_samples=2", "--max_new_tokens=40",
+                                         "--top_k=1", f"--kv_cache={kv_cache}", "--device=cpu"]) == 0
+        out, err = capfd.readouterr()
+        outputs[kv_cache] = out
+        assert re.fullmatch(r"generated 80 tokens in [\d.]+ s: [\d,]+ tokens/s \((with|without) a KV cache\)\n", err)
+    assert outputs["true"] == outputs["false"]  # past block_size (32): the window moved, with and without the cache
 
 
 def test_sample_cli_reads_a_prompt_file(finished_run, tmp_path):
