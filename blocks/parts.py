@@ -196,7 +196,7 @@ def causal_attention(q, k, v, kernel="fused"):
         explicit  the T x T matrix (causal_softmax), then times v: O(T^2) memory, faster on some CPUs at short T
     q, k, v: (B, nh, T, hs). Returns (B, nh, T_q, hs)."""
     if kernel == "explicit":
-        return causal_softmax(q, k) @ v
+        return causal_softmax(q, k).to(v.dtype) @ v
     if q.size(-2) == k.size(-2):
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)
     if q.size(-2) == 1:  # one new position: it may see every position so far
@@ -242,13 +242,16 @@ def causal_softmax(q, k):
     """A: causal softmax attention, softmax(q k^T / sqrt(hs) + M) with M = -inf where a query would see a later
     position; q the last q.size(-2) positions of k (usually all of them).
 
-    q, k: (B, nh, T_q, hs) and (B, nh, T, hs). Returns (B, nh, T_q, T): O(T^2) memory, for the explicit kernel,
-    the tests and the probe.
+    q, k: (B, nh, T_q, hs) and (B, nh, T, hs). Returns (B, nh, T_q, T), in float32 or float64: O(T^2) memory, for
+    the explicit kernel, the tests and the probe.
     """
     T_q, T, hs = q.size(-2), k.size(-2), q.size(-1)
     logits = q @ k.transpose(-2, -1) / hs**0.5  # (B, nh, T_q, T)
     causal = torch.ones(T_q, T, dtype=torch.bool, device=q.device).tril(diagonal=T - T_q)
-    return logits.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+    # the softmax in float32 (float64 for float64 inputs) even under autocast, as SDPA's kernels and the official
+    # code take it: a bfloat16 softmax would round every probability, and the gains' gradients with them
+    precision = torch.promote_types(q.dtype, torch.float32)
+    return logits.masked_fill(~causal, float("-inf")).softmax(dim=-1, dtype=precision)
 
 
 def uniform_causal_matrix(T, device=None):

@@ -96,7 +96,7 @@ def tiny_flags(dataset, out_dir, **overrides):
 
 
 MAINS = {"train.py": "train", "sample.py": "sample", "compare.py": "compare", "bench.py": "bench", "probe.py": "probe",
-         "prepare.py": "data.prepare", "gpu_check.py": "gpu_check"}
+         "prepare.py": "data.prepare", "gpu_check.py": "gpu_check", "plot_sweep.py": "plot_sweep"}
 
 
 def exit_status(script, argv):

@@ -34,6 +34,7 @@ import pytest
 
 import bench
 from helpers import ROOT, TINY_MODEL, as_flags, exit_status
+from settings import parse_experiment_settings, parse_sweep
 DOCS = ["tutorial.md", "README.md", "exercises/class_plan.md"]
 PAGES = [*DOCS, "tutorial.ja.md"]  # every page that states measured results
 
@@ -84,25 +85,19 @@ WRITES_TO = {  # where each script writes when a command does not say, under tmp
 
 
 def fewer_runs(args, script):
-    """A compare.py command with one block, one seed and one value of each swept setting: the same flags and code
-    paths, as few runs as can show them (tests/test_bench_compare.py runs the many). Seeds and sweeps that only a
-    config file sets are dropped, and without --blocks it trains the blocks that later commands read."""
+    """A compare.py command with one block, one seed and one value of each swept setting, whether its flags or its
+    config files set the seeds and sweep: the same flags and code paths, as few runs as can show them
+    (tests/test_bench_compare.py runs the many). Without --blocks it trains the blocks that later commands read."""
     if script != "compare.py":
         return args
-    shrunk = []
-    for arg in args:
-        name, _, values = arg.partition("=")
-        if name in ("--blocks", "--seeds"):
-            arg = f"{name}={values.split(',')[0]}"
-        elif name == "--sweep":
-            arg = "--sweep=" + " ".join(f"{setting}={swept.split(',')[0]}"
-                                        for setting, _, swept in (part.partition("=") for part in values.split()))
-        shrunk.append(arg)
-    given = {arg.partition("=")[0] for arg in args}
-    shrunk += [f"{flag}=" for flag in ("--seeds", "--sweep") if flag not in given]
-    if "--blocks" not in given:
-        shrunk.append("--blocks=sas_p,sas_vp")  # the probe of trained runs reads sas_p and sas_vp
-    return shrunk
+    experiment = parse_experiment_settings([arg for arg in args if arg.endswith(".py") or arg.partition("=")[0] in
+                                            ("--blocks", "--seeds", "--sweep")])
+    shrunk = [arg for arg in args if arg.partition("=")[0] not in ("--blocks", "--seeds", "--sweep")]
+    shrunk += [f"--seeds={experiment.seeds.split(',')[0]}",
+               "--sweep=" + " ".join(f"{name}={values[0]}" for name, values in parse_sweep(experiment.sweep))]
+    given = [arg.partition("=")[2] for arg in args if arg.startswith("--blocks=")]
+    # without --blocks, the blocks that the probe of trained runs reads later: sas_p and sas_vp
+    return shrunk + [f"--blocks={given[0].split(',')[0] if given else 'sas_p,sas_vp'}"]
 
 
 def in_tmp(args, script, tmp):

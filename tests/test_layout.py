@@ -9,8 +9,8 @@ from helpers import ROOT
 
 # bottom to top: a module may import only those below it
 LAYERS = ["errors", "configurator", "blocks", "model", "data", "processes", "common", "hardware", "run_folder",
-          "settings", "train", "bench", "compare", "sample", "probe", "gpu_check"]
-SCRIPTS = {"train", "bench", "compare", "sample", "probe", "gpu_check"}
+          "settings", "train", "bench", "compare", "sample", "probe", "gpu_check", "plot_sweep"]
+SCRIPTS = {"train", "bench", "compare", "sample", "probe", "gpu_check", "plot_sweep"}
 SCRIPT_IMPORTS = {("bench", "train"): "it times the training step train.py runs",
                   ("gpu_check", "bench"): "it runs bench.py's parts"}
 

@@ -46,7 +46,7 @@ def test_equals_explicit_fp32(kernel, T):
 @pytest.mark.parametrize("T", [1, 17, 257])
 def test_gradients_equal_explicit_fp32(kernel, T):
     inputs = [t.requires_grad_() for t in random_inputs(T)]
-    grad_out = torch.randn(B, H, T, D)
+    grad_out = torch.randn(B, H, T, D, generator=torch.Generator().manual_seed(T))
     got = torch.autograd.grad(shaped_attention(*inputs, kernel=kernel), inputs, grad_out)
     want = torch.autograd.grad(explicit(*inputs), inputs, grad_out)
     for name, g, w in zip(["q", "k", "v", "alpha", "beta", "gamma"], got, want):
@@ -61,7 +61,7 @@ def test_without_the_centring_term_equals_eq_4_explicit(kernel, T):
     got, want = shaped_attention(*inputs, kernel=kernel), explicit(*inputs, gamma=None)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(want, (alpha.view(-1, 1, 1) * v + beta.view(-1, 1, 1) * causal_softmax(q, k) @ v))
-    grad_out = torch.randn(B, H, T, D)
+    grad_out = torch.randn(B, H, T, D, generator=torch.Generator().manual_seed(T))
     for name, g, w in zip(["q", "k", "v", "alpha", "beta"], torch.autograd.grad(got, inputs, grad_out),
                           torch.autograd.grad(want, inputs, grad_out)):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4, msg=name)
@@ -82,7 +82,7 @@ def test_bf16_within_bf16_tolerance(kernel, T):
 def test_bf16_gradients_within_bf16_tolerance(kernel, T):
     q, k, v, alpha, beta, gamma = random_inputs(T)
     low = [t.bfloat16().requires_grad_() for t in (q, k, v)] + [g.requires_grad_() for g in (alpha, beta, gamma)]
-    grad_out = torch.randn(B, H, T, D)
+    grad_out = torch.randn(B, H, T, D, generator=torch.Generator().manual_seed(T))
     got = torch.autograd.grad(shaped_attention(*low, kernel=kernel), low, grad_out.bfloat16())
     # the reference sees the same bf16-rounded inputs, computed in fp32
     high = [t.detach().float().requires_grad_() for t in low]
@@ -98,7 +98,7 @@ def test_bf16_gradients_within_bf16_tolerance(kernel, T):
 def test_plain_attention_and_its_gradients_equal_the_explicit_softmax(kernel, T, dtype, tolerance):
     q, k, v, *_ = random_inputs(T)
     low = [t.to(dtype).requires_grad_() for t in (q, k, v)]
-    grad_out = torch.randn(B, H, T, D).to(dtype)
+    grad_out = torch.randn(B, H, T, D, generator=torch.Generator().manual_seed(T)).to(dtype)
     got = causal_attention(*low, kernel)
     high = [t.detach().float().requires_grad_() for t in low]  # the same rounded inputs, in float32
     want = causal_softmax(*high[:2]) @ high[2]
