@@ -21,7 +21,8 @@ from errors import CheckpointError, ConfigError
 
 @dataclass
 class PlotConfig(Settings):
-    sweep: str = setting("", "a compare.py report folder whose runs swept one or two settings (the first is the x axis)")
+    sweep: str = setting("", "a compare.py report folder whose runs swept one or two settings (the first is the x "
+                             "axis)")
     references: str = setting("", "report folders, separated by commas, whose rows become horizontal lines")
     out: str = setting("out/sweep.png", "where to draw the figure")
 

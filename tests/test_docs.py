@@ -305,8 +305,8 @@ def number_in(path, pattern):
     return float(re.search(pattern, (ROOT / path).read_text()).group(1).replace(",", ""))
 
 
-SOURCES = {"loaded": loaded, "number_in": number_in, "result": result, "row": row, "gains": gains, "loss_at": loss_at, "vs": vs,
-           "probed": probed, "mean": statistics.fmean, "min": min, "max": max}
+SOURCES = {"loaded": loaded, "number_in": number_in, "result": result, "row": row, "gains": gains, "loss_at": loss_at,
+           "vs": vs, "probed": probed, "mean": statistics.fmean, "min": min, "max": max}
 
 
 def written_as(text, value):
