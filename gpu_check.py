@@ -37,6 +37,7 @@ import bench
 from common import run_child, run_main
 from configurator import Settings, parse_config, setting
 from hardware import device_name, pick_device
+from processes import STOP_SIGNALS
 from run_folder import read_log
 
 ROOT = Path(__file__).parent
@@ -71,11 +72,16 @@ def bench_batch(device):
 def cuda_tests(cfg, device):
     if not device.startswith("cuda"):
         return {"status": "skipped", "summary": "needs a CUDA GPU"}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "tests"], cwd=ROOT,
-                            capture_output=True, text=True)
-    print(result.stdout[-3000:], result.stderr[-3000:], sep="", flush=True)
-    last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "no output"
-    return {"status": "passed" if result.returncode == 0 else "failed", "summary": last}
+    with tempfile.TemporaryFile("w+") as output:  # kept, for the summary's last line
+        status = run_child([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "tests"], cwd=ROOT, stdout=output,
+                           stderr=subprocess.STDOUT)
+        output.seek(0)
+        printed = output.read()
+    if status - 128 in STOP_SIGNALS:  # stopped by a signal: so is the check
+        sys.exit(status)
+    print(printed[-3000:], flush=True)
+    last = printed.strip().splitlines()[-1] if printed.strip() else "no output"
+    return {"status": "passed" if status == 0 else "failed", "summary": last}
 
 
 def training(cfg, device, out):
@@ -87,6 +93,8 @@ def training(cfg, device, out):
         args = [sys.executable, "train.py", *(f"--{key}={value}" for key, value in flags.items())]
         print(f"\n$ {' '.join(args[1:])}", flush=True)
         status = run_child(args, cwd=ROOT)
+        if status - 128 in STOP_SIGNALS:  # stopped by a signal: so is the check
+            sys.exit(status)
         val = [row["val_loss"] for row in read_log(Path(out) / block / "log.jsonl") if "val_loss" in row]
         falling = status == 0 and len(val) == 3 and val[0] > val[1] > val[2]
         runs[block] = {"val_loss": val, "falling": falling}

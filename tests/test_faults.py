@@ -24,11 +24,12 @@ import torch
 
 import data
 import run_folder
+from common import run_child
 import train
 from data.prepare import prepare
 from errors import CheckpointError, DataError
 from helpers import (ROOT, PretendProcesses, assert_error, assert_one_line_error, exit_status, run_script, signal_at, snapshot,
-                     tiny_flags, use_processes, wait_for, write_corpus)
+                     tiny_flags, trains_in_this_process, use_processes, wait_for, write_corpus)
 from run_folder import hold_run_folder, load_checkpoint, read_log
 from settings import run_settings
 
@@ -189,19 +190,22 @@ def test_a_killed_writers_temporary_files_are_removed_and_never_taken_for_a_run(
 # torchrun
 
 
-def torchrun_workers(launcher):
-    """{rank: process id} of the training processes a torchrun process started (Linux's /proc)."""
-    workers = {}
+def children(parent):
+    """{process id: its environment's lines} of the processes that parent started (Linux's /proc)."""
+    found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            parent = int(stat.read_text().rpartition(")")[2].split()[1])
-            env = (stat.parent / "environ").read_bytes().split(b"\0")
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == parent:
+                found[int(stat.parent.name)] = (stat.parent / "environ").read_bytes().split(b"\0")
         except (OSError, ValueError, IndexError):  # gone meanwhile
             continue
-        ranks = [line[5:] for line in env if line.startswith(b"RANK=")]
-        if parent == launcher and ranks:
-            workers[int(ranks[0])] = int(stat.parent.name)
-    return workers
+    return found
+
+
+def torchrun_workers(launcher):
+    """{rank: process id} of the training processes a torchrun process started."""
+    return {int(ranks[0]): pid for pid, env in children(launcher).items()
+            if (ranks := [line[5:] for line in env if line.startswith(b"RANK=")])}
 
 
 def test_torchrun_stops_on_a_signal_as_one_process_does_and_names_a_process_that_stopped_answering(tiny_dataset,
@@ -257,6 +261,65 @@ def test_a_grad_accum_that_torchrun_cannot_share_says_what_to_pass_and_rank_0_al
     monkeypatch.setenv("RANK", "0")
     assert_error(capfd, 2, run(tiny_flags(tiny_dataset, tmp_path)), "--grad_accum=1 must be a multiple of the 2 "
                  "processes: pass --grad_accum=2 for one micro-batch of batch_size per process and step")
+
+
+# -----------------------------------------------------------------------------
+# compare.py's train.py
+
+
+def test_a_signal_to_compare_py_reaches_its_train_py_which_saves_and_the_rerun_resumes(tiny_dataset, tmp_path):
+    """compare.py as a process, its one run training slowly in its own train.py. Ctrl-C at compare.py's terminal
+    (SIGINT to its process group: the child is in a session of its own), then, once the same command has resumed
+    the run, SIGTERM to compare.py alone: each time, train.py gets the signal, saves its checkpoint at the step it
+    stopped, and compare.py waits for it and exits 128 + the signal, saying how to go on; no train.py outlives it."""
+    run_dir = tmp_path / "sas_p"
+    flags = tiny_flags(tiny_dataset, tmp_path / "{block}", max_steps=100_000, eval_interval=1000,
+                       checkpoint_interval=1000)
+    command = [sys.executable, "compare.py", *(f for f in flags if not f.startswith("--block=")), "--blocks=sas_p",
+               f"--report={tmp_path}"]
+    for signum, send in ((signal.SIGINT, os.killpg), (signal.SIGTERM, os.kill)):
+        logged = len(read_log(run_dir / "log.jsonl"))
+        with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:  # (a pipe would fill up)
+            compare = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=err, start_new_session=True)
+        try:
+            wait_for(lambda: len(read_log(run_dir / "log.jsonl")) > logged + 2, timeout=120)
+            child, = children(compare.pid)
+            send(compare.pid, signum)
+            assert compare.wait(timeout=60) == 128 + signum, (tmp_path / "err").read_text()
+        finally:
+            os.killpg(compare.pid, signal.SIGKILL) if compare.poll() is None else None
+        assert not Path(f"/proc/{child}").exists()  # waited for: no orphan trains on
+        out, err = ((tmp_path / name).read_text() for name in ("out", "err"))
+        if signum == signal.SIGTERM:
+            assert f"sas_p: resuming the run in {run_dir} at step {stopped}" in out
+        stopped = load_checkpoint(run_dir / "ckpt.pt")["step"]
+        assert stopped == steps(run_dir)[-1] > logged
+        assert f"stopped at step {stopped}; checkpoint saved" in err
+        assert err.rstrip().endswith("compare.py stopped while sas_p trained; run the same command again to resume "
+                                     "it"), err[-500:]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_where_no_run_trains_ends_a_script_in_one_line_with_128_plus_it(tiny_dataset, tmp_path, monkeypatch,
+                                                                                 capfd, signum):
+    """compare.py between its runs (drawing its report): SIGTERM and SIGHUP end it as Ctrl-C does, in one line."""
+    import compare
+
+    monkeypatch.setattr(compare, "summarise", lambda run: signal.raise_signal(signum))
+    flags = [f for f in tiny_flags(tiny_dataset, tmp_path / "{block}", max_steps=2) if not f.startswith("--block=")]
+    trains_in_this_process(monkeypatch, compare)
+    assert_error(capfd, 128 + signum, exit_status("compare.py", [*flags, "--blocks=sas_p", f"--report={tmp_path}"]),
+                 f"error: stopped by {signum.name}; what was saved before is kept")
+    assert signal.getsignal(signum) is signal.SIG_DFL  # the script's handler goes with it
+
+
+def test_a_child_is_stopped_with_its_parent_even_if_it_finishes_all_the_same():
+    """A signal to the parent is passed on; the child ignores it and finishes with 0: the parent was asked to stop,
+    and says so (128 + the signal)."""
+    child = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                                   "print('ready', flush=True); time.sleep(1)"]
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    assert run_child(child, stdout=subprocess.DEVNULL) == 128 + signal.SIGTERM
 
 
 # -----------------------------------------------------------------------------
