@@ -2,6 +2,7 @@
 
 import errno
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -128,12 +129,40 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_dataset, t
 
 
 def test_skipped_steps_are_logged_as_skipped_not_as_a_loss(tiny_dataset, tmp_path, monkeypatch):
-    poison_step(monkeypatch, {2, 3, 4, 5})
+    poison_step(monkeypatch, {2, 3, 4})  # 3 of the 6 steps up to the first checkpoint: not most of them
     final = train.train(*tiny_config(tiny_dataset, tmp_path, log_interval=2, on_nonfinite="skip"))
     rows = read_log(tmp_path / "log.jsonl")
     assert [(row["step"], row.get("skipped"), "train_loss" in row) for row in rows[:4]] == \
-        [(2, None, True), (4, 2, False), (6, 2, False), (8, None, True)]
+        [(2, None, True), (4, 2, False), (6, 1, True), (8, None, True)]
     assert final["step"] == 12 and final["train_loss"] == rows[-1]["train_loss"]
+
+
+def test_a_diverging_run_stops_before_it_logs_or_saves_what_is_not_finite(tiny_dataset, tmp_path, monkeypatch,
+                                                                          capfd):
+    """Most of the steps since the last checkpoint skipped (--on_nonfinite=skip), or a validation loss that is not
+    finite: the run stops where it would log or save, in one line, exit 1, and the last good checkpoint is kept.
+    The log is JSON to every tool: no NaN in it."""
+    with monkeypatch.context() as poisoned:
+        poison_step(poisoned, {6, 7, 8, 9})  # steps 7 to 10: 4 of the 6 after the checkpoint at step 6
+        assert_error(capfd, 1, exit_status("train.py", tiny_flags(tiny_dataset, tmp_path, on_nonfinite="skip")),
+                     "sas_p: 4 of the 6 steps since the last checkpoint had a non-finite loss and were skipped; "
+                     f"stopped, and the last good checkpoint in {tmp_path} is kept (try a lower --learning_rate)")
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 6
+    monkeypatch.setattr(train, "evaluate", lambda *args: float("nan"))
+    assert_error(capfd, 1, exit_status("train.py", tiny_flags(tiny_dataset, tmp_path, resume=True)),
+                 "sas_p: the validation loss is nan at step 12; stopped, and the last good checkpoint")
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 6
+    for line in (tmp_path / "log.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in the log: {line}"))
+    assert "val_loss" not in read_log(tmp_path / "log.jsonl")[-1]
+
+
+def test_a_log_row_holds_null_for_a_number_that_is_not_finite_and_is_read_back_as_nan(tmp_path):
+    run_folder.append_log(tmp_path / "gains.jsonl", {"step": 1, "alpha": [1.0, float("nan")], "beta": float("-inf")})
+    line = (tmp_path / "gains.jsonl").read_text()
+    assert json.loads(line, parse_constant=pytest.fail) == {"step": 1, "alpha": [1.0, None], "beta": None}
+    row, = read_log(tmp_path / "gains.jsonl")
+    assert row["alpha"][0] == 1.0 and math.isnan(row["alpha"][1]) and math.isnan(row["beta"])
 
 
 def test_overwrite_then_an_early_failure_never_mixes_two_runs(tiny_dataset, tmp_path, monkeypatch):
