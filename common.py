@@ -1,13 +1,17 @@
 """
 What every script shares: the oldest torch it runs on, how it ends (run_main: the exit status and the one line
-that says why), how it runs another script as its child (run_child), and figures (pyplot).
+that says why), how it runs another script as its child (run_child), its output files (checked before the work,
+and what to do about a failed write) and figures (pyplot).
 """
 
+import errno
 import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import torch
 
@@ -145,6 +149,49 @@ def run_child(argv, **popen):
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+
+
+# ---------------------------------------------------------------------------------------------------
+# output files
+
+
+def remedy(e, otherwise):
+    """What to do about a failed write, by its cause: room for a full disk, permissions for a refused one."""
+    code = getattr(e, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "make room on that disk"
+    if code == errno.EROFS:
+        return f"its filesystem is read-only: remount it writable, or {otherwise}"
+    if code in (errno.EACCES, errno.EPERM):
+        return f"this user may not write there: fix its permissions, or {otherwise}"
+    if code in (errno.ENOTDIR, errno.EEXIST):
+        return f"a file stands where a folder should be: {otherwise}"
+    return f"check that its disk is healthy and writable, or {otherwise}"
+
+
+def writable_folder(folder, flag):
+    """Refuse, before any work, an output folder that cannot be written (flag: the setting that names it): a file
+    where it should be, no permission, a read-only disk. The folder is made if need be."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise ConfigError(f"cannot write into {flag}={folder} ({e.strerror}); {remedy(e, f'pick another {flag}')}") \
+            from None
+
+
+def figure_file(path, flag):
+    """Refuse, before any work, a figure's file that cannot be drawn: a folder, a type matplotlib has no writer
+    for (it would add .png to a name without one), or a folder it cannot write into."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path, types = Path(path), FigureCanvasBase.get_supported_filetypes()
+    if path.is_dir():
+        raise ConfigError(f"{flag}={path} is a folder; name the figure's file in it, e.g. {flag}={path / 'plot.png'}")
+    if path.suffix[1:].lower() not in types:
+        raise ConfigError(f"{flag}={path}: a figure's file name must end in the type to draw: one of "
+                          f"{', '.join('.' + kind for kind in sorted(types))}")
+    writable_folder(path.parent, flag)
 
 
 def pyplot():

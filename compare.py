@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from common import pyplot, run_child, run_main
+from common import figure_file, pyplot, run_child, run_main, writable_folder
 from configurator import unknown
 from data import load_dataset
 from errors import CheckpointError, ConfigError
@@ -341,24 +341,24 @@ def plot(results, settings, path):
                      (f", mean and range of {len(seeds)} seeds" if len(seeds) > 1 else ""))
         by_value.legend(fontsize="small")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     print(f"wrote {path}")
 
 
 def compare(cfg, runs):
+    folder = Path(cfg.report)
+    writable_folder(folder, "--report")  # before any training, as is the plot's file
+    figure_file(cfg.plot or folder / "compare.png", "--plot")
     for run in runs:
         train_block(run.train)
     results = group_results(runs, [summarise(run.train) for run in runs])
     report = {"settings": asdict(cfg), "runs": [asdict(run.train) for run in runs], "results": results}
-    folder = Path(cfg.report)
-    folder.mkdir(parents=True, exist_ok=True)
     text = markdown(report)
     print("\n" + text)
     (folder / "compare.md").write_text(text)
     (folder / "compare.json").write_text(json.dumps(report, indent=1) + "\n")
-    plot(results, report["settings"], Path(cfg.plot) if cfg.plot else folder / "compare.png")
+    plot(results, report["settings"], Path(cfg.plot or folder / "compare.png"))
     return results
 
 

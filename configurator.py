@@ -46,6 +46,14 @@ positive = at_least(1, "a positive integer")
 fraction = Check(lambda value: 0 <= value < 1, "in [0, 1)")
 
 
+def is_name(text):
+    """Whether text names a file or folder within a folder (no /, and not . or ..), rather than a path."""
+    return "/" not in text and text not in (".", "..")
+
+
+a_name = Check(is_name, "a name, not a path (no /, and not . or ..)")
+
+
 class Settings:
     """A dataclass of settings (derive from it, and decorate with @dataclass): a value is checked on creation
     against what its setting declares, and a refused one raises ConfigError in one line. A subclass with checks

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 import bench
-from common import run_child, run_main
+from common import run_child, run_main, writable_folder
 from configurator import Settings, parse_config, setting
 from hardware import device_name, pick_device
 from processes import STOP_SIGNALS
@@ -166,6 +166,7 @@ def main(argv):
         sys.exit("error: no CUDA GPU here (torch.cuda.is_available() is False); see README's GPU section "
                  "(python gpu_check.py --tiny checks the check itself on any device)")
     device = pick_device(cfg.device)
+    writable_folder(cfg.out, "--out")  # before the work, not after it
     start = time.perf_counter()
     parts = {}
     parts["cuda tests"] = run_part("cuda tests", cuda_tests, cfg, device)
@@ -178,12 +179,13 @@ def main(argv):
     report = {"device": name, "torch": torch.__version__, "cuda": torch.version.cuda, "tiny": cfg.tiny,
               "seconds": round(time.perf_counter() - start, 1), "parts": parts}
     path = results_path(cfg.out, name)
-    write_results(path, report)
     print(f"\nGPU check: {name}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
-          f"{report['seconds'] / 60:.1f} minutes; written to {path}.json and .md")
-    for part, result in parts.items():
+          f"{report['seconds'] / 60:.1f} minutes")
+    for part, result in parts.items():  # the summary first: a failed write below cannot hide it
         status = "FAILED" if result["status"] == "failed" else result["status"]
         print(f"  {part}: {status}: {result['summary']}")
+    write_results(path, report)
+    print(f"written to {path}.json and .md")
     return 1 if any(result["status"] == "failed" for result in parts.values()) else 0
 
 

@@ -20,7 +20,6 @@ alpha I + beta A - gamma C at initialisation and after training (attention_RUN.p
 import json
 import statistics
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,13 +30,13 @@ from tqdm import tqdm
 from blocks import BLOCKS
 from blocks.parts import (IdentityPlusLinear, ShapedAttention, causal_softmax, shaped_attention_matrix,
                           uniform_causal_matrix)
-from common import pyplot, run_main
-from configurator import parse_config, positive, setting
+from common import pyplot, run_main, writable_folder
+from configurator import a_name, parse_config, positive, setting
 from data import load_dataset
 from errors import CheckpointError, ConfigError
 from hardware import pick_device
 from model import GPT, GPTConfig, ModelSettings
-from run_folder import load_checkpoint, load_trained_model, read_log, remedy
+from run_folder import load_checkpoint, load_trained_model, read_log
 
 
 @dataclass
@@ -51,8 +50,8 @@ class ProbeConfig(ModelSettings):  # the model's shape settings come from ModelS
     dataset: str = setting("stdlib", "dataset for the windows: a folder name under data/, or a path with a slash "
                                      "(at init the tokens matter little; a checkpoint uses its own dataset)")
     out: str = setting("out/probe", "folder for the JSON of the raw numbers and the figures")
-    name: str = setting("", "the JSON's and the signal propagation figure's name in --out (NAME.json, NAME.png); "
-                            "empty: init, or trained with --checkpoints")
+    name: str = setting("", "the JSON's and the signal propagation figure's name in --out (NAME.json, NAME.md, "
+                            "NAME.png); empty: init, or trained with --checkpoints", check=a_name)
     layer: int = setting(0, "with --checkpoints: the block (1 to n_layer) whose attention matrices are drawn; "
                             "0: the middle one")
     seed: int = setting(1337, "seeds the initialisation: every block starts from the same seed")
@@ -205,11 +204,7 @@ def probe(cfg):
         if cfg.layer > n_layer:
             raise ConfigError(f"--layer={cfg.layer}: {folder} has blocks 1 to {n_layer}")
     out = Path(cfg.out)
-    try:  # likewise an --out it cannot write into
-        out.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out).close()
-    except OSError as e:
-        raise ConfigError(f"cannot write into --out={out} ({e.strerror}); {remedy(e, 'pick another --out')}") from None
+    writable_folder(out, "--out")  # likewise an --out it cannot write into
     results = {}
     for name, model, idx in tqdm(models(cfg), total=len(folders or cfg.blocks.split(",")), desc="probing",
                                  unit="model"):
@@ -219,12 +214,12 @@ def probe(cfg):
             results[name]["gains"] = learned_gains(model)
     uniform = attention_entropy(uniform_causal_matrix(idx.size(1))[None, None]).item()
     print_tables(results, uniform)
-    stem = out / (cfg.name or ("trained" if folders else "init"))
+    name = cfg.name or ("trained" if folders else "init")  # (--name=mlp_gain0.1: ".1" is no file type)
     report = {"settings": asdict(cfg), "uniform_entropy": uniform, "results": results}
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    stem.with_suffix(".md").write_text(markdown(report))
-    print(f"\nwrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")
-    plot(results, stem.with_suffix(".png"))
+    (out / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / f"{name}.md").write_text(markdown(report))
+    print(f"\nwrote {out / f'{name}.json'} and {out / f'{name}.md'}")
+    plot(results, out / f"{name}.png")
     for folder in folders:
         draw_run(folder, cfg, out, device)
     return report

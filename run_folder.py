@@ -6,7 +6,6 @@ A run folder and its files, written and read in one place: ckpt.pt (the checkpoi
 atomically, and a log only grows by whole rows (a kill can tear the last one, which readers skip).
 """
 
-import errno
 import json
 import math
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from common import remedy
 from data import dataset_dir
 from data.dataset import Dataset
 from errors import CheckpointError, ConfigError
@@ -116,20 +116,6 @@ def lock_holder(folder):
 
 # -----------------------------------------------------------------------------
 # writing
-
-
-def remedy(e, otherwise):
-    """What to do about a failed write, by its cause: room for a full disk, permissions for a refused one."""
-    code = getattr(e, "errno", None)
-    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return "make room on that disk"
-    if code == errno.EROFS:
-        return f"its filesystem is read-only: remount it writable, or {otherwise}"
-    if code in (errno.EACCES, errno.EPERM):
-        return f"this user may not write there: fix its permissions, or {otherwise}"
-    if code in (errno.ENOTDIR, errno.EEXIST):
-        return f"a file stands where a folder should be: {otherwise}"
-    return f"check that its disk is healthy and writable, or {otherwise}"
 
 
 def replace_atomically(path, write):

@@ -115,6 +115,10 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     ("compare.py", ["--sweep=mlp_gain=big"], "--mlp_gain=big: expected a number", 2),
     ("compare.py", ["--sweep=seed=1,2"], "--sweep=seed=1,2: unknown setting 'seed'", 2),
     ("compare.py", COMPARE_FLAGS, "holds no validation loss", 1),
+    ("compare.py", ["--report={root}/a_file"], "cannot write into --report=", 2),
+    ("compare.py", ["--plot={root}/plot.xyz"], "a figure's file name must end in the type to draw: one of", 2),
+    ("compare.py", ["--plot={root}"], "is a folder; name the figure's file in it", 2),
+    ("compare.py", ["--plot={root}/a_file/plot.png"], "cannot write into --plot=", 2),
     ("bench.py", ["--parts=foo"], "'foo' is not valid; choose among: throughput, attention, profile", 2),
     ("bench.py", ["--parts=throughput,atention"], "'atention' is not valid", 2),
     ("bench.py", ["--steps=0"], "steps must be a positive integer, got 0", 2),
@@ -134,6 +138,8 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     ("probe.py", ["--layer=-1"], "give a block number from 1", 2),
     ("probe.py", ["--checkpoints={root}/foreign"], "is a torch file, but not a checkpoint that train.py wrote", 1),
     ("probe.py", ["--out={root}/a_file/probe"], "cannot write into --out=", 2),
+    ("probe.py", ["--name=sub/x"], "name must be a name, not a path (no /, and not . or ..), got 'sub/x'", 2),
+    ("gpu_check.py", ["--tiny", "--device=cpu", "--out={root}/a_file"], "cannot write into --out=", 2),
 ]
 
 

@@ -144,6 +144,15 @@ def test_every_figure_of_a_trained_run_is_drawn(tiny_dataset, tmp_path, capsys):
     assert (tmp_path / "probe" / "vp.json").exists()
 
 
+def test_names_with_a_dot_keep_files_of_their_own(tiny_dataset, tmp_path):
+    """--name=mlp_gain0.1, then --name=mlp_gain0.2: what follows the dot is a part of the name, not a file type."""
+    for name in ("mlp_gain0.1", "mlp_gain0.2"):
+        probe.probe(probe.ProbeConfig(dataset=tiny_dataset, blocks="pre_ln", n_layer=2, n_embd=32, n_head=2,
+                                      block_size=32, batch_size=2, out=str(tmp_path), name=name, device="cpu"))
+    assert sorted(path.name for path in tmp_path.iterdir()) == \
+        [f"mlp_gain0.{i}.{kind}" for i in (1, 2) for kind in ("json", "md", "png")]
+
+
 def test_a_run_without_gains_or_shaped_attention_gets_only_its_signal_figure(tiny_dataset, tmp_path):
     run = tmp_path / "pre_ln"
     train.train(*run_settings(tiny_flags(tiny_dataset, run, block="pre_ln")))
