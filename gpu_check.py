@@ -36,6 +36,7 @@ import torch
 import bench
 from common import run_child, run_main, writable_folder
 from configurator import Settings, parse_config, setting
+from data import dataset_setting
 from hardware import device_name, pick_device
 from processes import STOP_SIGNALS
 from run_folder import read_log
@@ -49,6 +50,10 @@ class CheckConfig(Settings):
     device: str = setting("auto", "auto, cuda or cuda:N; with --tiny also cpu")
     dataset: str = setting("stdlib", "the training part's dataset, as train.py takes it")
     out: str = setting("results/gpu", "the folder the results go to, as <the GPU's name>.json and .md")
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.dataset = dataset_setting(self.dataset)  # train.py runs in the repository's folder, not this one
 
 
 # the sizes of each part: the real check, and --tiny's

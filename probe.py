@@ -32,7 +32,7 @@ from blocks.parts import (IdentityPlusLinear, ShapedAttention, causal_softmax, s
                           uniform_causal_matrix)
 from common import pyplot, run_main, writable_folder
 from configurator import a_name, parse_config, positive, setting
-from data import load_dataset
+from data import dataset_dir, load_dataset
 from errors import CheckpointError, ConfigError
 from hardware import pick_device
 from model import GPT, GPTConfig, ModelSettings
@@ -59,6 +59,7 @@ class ProbeConfig(ModelSettings):  # the model's shape settings come from ModelS
 
     def __post_init__(self):
         super().__post_init__()
+        dataset_dir(self.dataset)  # refuses a setting that names no dataset, before any work
         if self.block_size < 2:
             raise ConfigError("need block_size >= 2 (pairs of positions)")
         if self.layer < 0:

@@ -14,7 +14,7 @@ from pathlib import Path
 from blocks import BLOCKS
 from configurator import (Check, Settings, above, at_least, fraction, parse_config, parse_value, positive, setting,
                           unknown)
-from data import dataset_dir
+from data import dataset_setting
 from errors import CheckpointError, ConfigError
 from hardware import ATTENTION_KERNELS
 from model import GPTConfig, ModelSettings
@@ -78,8 +78,7 @@ class TrainConfig(ModelSettings):  # the model's shape settings (n_layer, n_embd
     def __post_init__(self):
         super().__post_init__()  # every setting's own check, and the model's
         run_dir(self.out_dir, self.block)  # refuses a placeholder other than {block}
-        if "/" in self.dataset:  # a path: record where it is, so that resuming elsewhere finds the same data
-            self.dataset = str(dataset_dir(self.dataset))
+        self.dataset = dataset_setting(self.dataset)  # a path made absolute: resumed elsewhere, the same data
 
     @property
     def run_dir(self):

@@ -11,6 +11,7 @@ import torch
 
 import compare
 import train
+from data import DATA_DIR
 from helpers import exit_status, snapshot, tiny_flags, trains_in_this_process
 from settings import run_settings
 
@@ -32,7 +33,8 @@ def place(tiny_dataset, tmp_path_factory):
     (root / "raises.py").write_text("n_layer = 1 / 0\n")
     (root / "latin1.py").write_bytes(b"# caf\xe9\nn_layer = 3\n")
     (root / "a_file").write_text("not a folder")
-    place = {"data": tiny_dataset, "root": root, "run": root / "run", **{f"broken_{k}": v for k, v in broken.items()}}
+    place = {"data": tiny_dataset, "root": root, "run": root / "run", "data_package": DATA_DIR,
+             **{f"broken_{k}": v for k, v in broken.items()}}
     (root / "foreign").mkdir()
     torch.save({"hello": 1}, root / "foreign" / "ckpt.pt")  # a torch file, not a checkpoint of train.py
     log = (root / "run" / "log.jsonl").read_bytes()
@@ -86,6 +88,8 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     (T, ["--out_dir={run}", "--resume", "--learning_rate=0.01"], "--allow_changes", 2),
     (T, ["--out_dir={root}/none", "--resume"], "no checkpoint at", 1),
     (T, ["--dataset=missing_name"], "python data/prepare.py --source=DIR --name=missing_name", 1),
+    (T, ["--dataset="], "--dataset is empty; name a dataset: a folder in data/ (--dataset=stdlib) or a path", 2),
+    (T, ["--dataset={data_package}"], "is data/, the folder that holds the datasets, not one of them", 2),
     (T, ["--dataset={root}/missing/path"], "--out=", 1),
     (T, ["--dataset={broken_ids}"], "holds token id 60000", 1),
     (T, ["--dataset={broken_tokenizer}"], "tokenizer.json is damaged", 1),
@@ -100,12 +104,15 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     ("sample.py", ["--out_dir={root}/none"], "no checkpoint at", 1),
     ("sample.py", ["--out_dir=out/{{foo}}"], "the only placeholder it may hold is {block}", 2),
     ("sample.py", ["--out_dir={root}/foreign"], "is a torch file, but not a checkpoint that train.py wrote", 1),
-    ("prepare.py", ["--vocab_size=10", "--out={root}/new_data"], "vocab_size=10 is out of range", 1),
-    ("prepare.py", ["--val_fraction=2", "--out={root}/new_data"], "val_fraction=2.0 must be between 0 and 1", 1),
-    ("prepare.py", ["--source={root}/none", "--out={root}/new_data"], "does not exist", 1),
+    ("prepare.py", ["--vocab_size=10", "--out={root}/new_data"], "vocab_size=10 is out of range", 2),
+    ("prepare.py", ["--val_fraction=2", "--out={root}/new_data"], "val_fraction=2.0 must be between 0 and 1", 2),
+    ("prepare.py", ["--source={root}/none", "--out={root}/new_data"], "does not exist", 2),
     ("prepare.py", ["--tokenizer=words"], "invalid choice: 'words'", 2),
     ("prepare.py", ["--vocab=300"], "unknown argument(s) --vocab=300", 2),
     ("prepare.py", ["--out={data}", "--vocab_size=300"], "was built with other settings", 1),
+    ("prepare.py", ["--name=../x"], "--name=../x is not a name: --name names a folder in data/", 2),
+    ("prepare.py", ["--name=a/b"], "to build anywhere else, give --out=a/b", 2),
+    ("prepare.py", ["--out=."], "--out=. is the current folder or holds it, which the build would replace", 2),
     ("compare.py", ["--blocks=pre_ln,pre_ln"], "names pre_ln twice", 2),
     ("compare.py", ["--blocks=nope"], "blocks='nope': 'nope' is not valid; choose among: pre_ln", 2),
     ("compare.py", ["--max_step=3"], "valid settings: blocks, seeds, sweep, report, plot", 2),
@@ -140,6 +147,8 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     ("probe.py", ["--out={root}/a_file/probe"], "cannot write into --out=", 2),
     ("probe.py", ["--name=sub/x"], "name must be a name, not a path (no /, and not . or ..), got 'sub/x'", 2),
     ("gpu_check.py", ["--tiny", "--device=cpu", "--out={root}/a_file"], "cannot write into --out=", 2),
+    ("gpu_check.py", ["--tiny", "--device=cpu", "--dataset="], "--dataset is empty", 2),
+    ("probe.py", ["--dataset="], "--dataset is empty", 2),
 ]
 
 

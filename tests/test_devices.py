@@ -400,6 +400,15 @@ def test_the_gpu_check_runs_end_to_end_at_a_tiny_size(tiny_dataset, tmp_path, mo
     assert "| throughput, compiled | passed | batch 2: sas " in (tmp_path / "cpu.md").read_text()
 
 
+def test_the_gpu_checks_dataset_path_is_taken_from_the_current_folder(tmp_path, monkeypatch):
+    """Its train.py runs in the repository's folder: a relative --dataset reaches it made absolute."""
+    import gpu_check
+
+    monkeypatch.chdir(tmp_path)
+    assert gpu_check.CheckConfig(tiny=True, dataset="./ds").dataset == str(tmp_path / "ds")
+    assert gpu_check.CheckConfig(tiny=True, dataset="stdlib").dataset == "stdlib"  # a name: a folder in data/
+
+
 def test_a_failing_part_of_the_gpu_check_is_reported_and_the_others_still_run(tmp_path, monkeypatch, capsys):
     import gpu_check
 
