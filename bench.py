@@ -38,7 +38,7 @@ from torch.nn import functional as F
 
 from blocks import BLOCKS
 from blocks.parts import shaped_attention, shaped_attention_matrix
-from common import run_main
+from common import lower_if_out_of_memory, run_main
 from configurator import Settings, parse_config, positive, setting
 from errors import ConfigError
 from hardware import (ATTENTION_KERNELS, EXPLICIT_MEMORY, attention_kernel, autocast, datasheet_flops, device_name,
@@ -311,7 +311,9 @@ def attention(cfg, device, dtype):
         results[precision] = {}
         T = TRAIN_T
         while T <= cfg.max_T:
-            auto, rows = attention_at(T, device, precision)
+            with lower_if_out_of_memory(f"attention at T={T} does not fit on {device}" + (
+                    f"; the shorter ones are above: lower --max_T to {T // 2}" if T > TRAIN_T else "")):
+                auto, rows = attention_at(T, device, precision)
             results[precision][T] = {"auto": auto, "forms": {f"{kernel}, {form}": r for (kernel, form), r in rows.items()}}
             for (kernel, form), r in rows.items():
                 plain = rows[(kernel if form == "shaped" else auto, "plain")]

@@ -1,7 +1,7 @@
 """
 What every script shares: the oldest torch it runs on, how it ends (run_main: the exit status and the one line
-that says why), how it runs another script as its child (run_child), its output files (checked before the work,
-and what to do about a failed write) and figures (pyplot).
+that says why, running out of memory included), how it runs another script as its child (run_child), its output
+files (checked before the work, and what to do about a failed write) and figures (pyplot).
 """
 
 import errno
@@ -11,11 +11,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from errors import CheckpointError, ConfigError, DataError, ProcessesError
+from errors import CheckpointError, ConfigError, DataError, ProcessesError, ResourceError
 from processes import STOP_SIGNALS, first_process, terminal_outputs, write_nowhere
 
 # ---------------------------------------------------------------------------------------------------
@@ -74,7 +75,7 @@ def run_main(main, argv):
     except ConfigError as e:
         say_error(e)
         status = 2
-    except (CheckpointError, DataError, FloatingPointError) as e:
+    except (CheckpointError, DataError, FloatingPointError, ResourceError) as e:
         say_error(e)
         status = 1
     except ProcessesError as e:
@@ -149,6 +150,28 @@ def run_child(argv, **popen):
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+
+
+@contextmanager
+def lower_if_out_of_memory(advice):
+    """Turn running out of memory in the with-block, the host's or a GPU's, into one line: how much more was asked
+    for, and advice, which says what to lower (ResourceError, exit status 1)."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as e:
+        if not out_of_memory(e):
+            raise
+        asked = re.search(r"tried to allocate (\d+) bytes|Tried to allocate ([\d.]+ \w+)", str(e))
+        how_much = f" (it asked for {f'{int(asked[1]) / 2**30:.1f} GiB' if asked[1] else asked[2]} more)" if asked \
+            else ""
+        raise ResourceError(f"out of memory{how_much}; {advice}") from None
+
+
+def out_of_memory(e):
+    """Whether an error is running out of memory: Python's, torch's on the CPU (its allocator's RuntimeError), or a
+    GPU's."""
+    return isinstance(e, (MemoryError, torch.OutOfMemoryError)) or \
+        any(words in str(e) for words in ("can't allocate memory", "out of memory"))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ def above(low):
 
 positive = at_least(1, "a positive integer")
 fraction = Check(lambda value: 0 <= value < 1, "in [0, 1)")
+seed_range = Check(lambda seed: -2**63 <= seed < 2**64, "a whole number from -2**63 to 2**64 - 1 (torch's seeds)")
 
 
 def is_name(text):

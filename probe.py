@@ -31,7 +31,7 @@ from blocks import BLOCKS
 from blocks.parts import (IdentityPlusLinear, ShapedAttention, causal_softmax, shaped_attention_matrix,
                           uniform_causal_matrix)
 from common import pyplot, run_main, writable_folder
-from configurator import a_name, parse_config, positive, setting
+from configurator import a_name, parse_config, positive, seed_range, setting
 from data import dataset_dir, load_dataset
 from errors import CheckpointError, ConfigError
 from hardware import pick_device
@@ -54,7 +54,7 @@ class ProbeConfig(ModelSettings):  # the model's shape settings come from ModelS
                             "NAME.png); empty: init, or trained with --checkpoints", check=a_name)
     layer: int = setting(0, "with --checkpoints: the block (1 to n_layer) whose attention matrices are drawn; "
                             "0: the middle one")
-    seed: int = setting(1337, "seeds the initialisation: every block starts from the same seed")
+    seed: int = setting(1337, "seeds the initialisation: every block starts from the same seed", check=seed_range)
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
 
     def __post_init__(self):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from common import run_main
-from configurator import Settings, parse_config, setting
+from common import lower_if_out_of_memory, run_main
+from configurator import Settings, above, at_least, parse_config, positive, seed_range, setting
 from errors import ConfigError
 from hardware import pick_device
 from run_folder import load_trained_model, run_dir
@@ -24,11 +24,12 @@ class SampleConfig(Settings):
     block: str = setting("pre_ln", "fills {block} in out_dir")
     out_dir: str = setting("out/{block}", "the run folder holding ckpt.pt")
     prompt: str = setting("", "text to continue, or FILE:path to read it from a file; empty starts a new document")
-    num_samples: int = setting(3, "how many samples to draw")
-    max_new_tokens: int = setting(200, "tokens to generate per sample")
-    temperature: float = setting(0.8, "below 1 is more conservative, above 1 more random")
-    top_k: int = setting(200, "sample only among the k most likely tokens (0: all)")
-    seed: int = setting(1337, "random seed: the same seed gives the same samples")
+    num_samples: int = setting(3, "how many samples to draw", check=positive)
+    max_new_tokens: int = setting(200, "tokens to generate per sample", check=positive)
+    temperature: float = setting(0.8, "below 1 is more conservative, above 1 more random; the lowest always picks "
+                                      "the likeliest token", check=above(0))
+    top_k: int = setting(200, "sample only among the k most likely tokens (0: all)", check=at_least(0))
+    seed: int = setting(1337, "random seed: the same seed gives the same samples", check=seed_range)
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
 
     def __post_init__(self):
@@ -46,9 +47,12 @@ def read_prompt(prompt):
         raise ConfigError(f"cannot read the prompt file {path}: {e}") from None
 
 
+# Below this temperature, sampling picks the likeliest token already (float32 logits differ by more than 1e-6 of
+# their size); lower ones would overflow logits / temperature to inf, whose softmax is nan.
+GREEDY_TEMPERATURE = 1e-30
+
+
 def sample(cfg):
-    if cfg.max_new_tokens < 1 or cfg.num_samples < 1 or cfg.temperature <= 0 or cfg.top_k < 0:
-        raise ConfigError("need max_new_tokens >= 1, num_samples >= 1, temperature > 0 and top_k >= 0")
     prompt = read_prompt(cfg.prompt)
     device = pick_device(cfg.device)
     model, dataset = load_trained_model(run_dir(cfg.out_dir, cfg.block))
@@ -56,12 +60,20 @@ def sample(cfg):
     model.to(device).eval()
 
     ids = tokenizer.encode(prompt) if prompt else [tokenizer.eot_token]
-    idx = torch.tensor([ids] * cfg.num_samples, device=device)
     torch.manual_seed(cfg.seed)
-    out = model.generate(idx, cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k or None)
+    with lower_if_out_of_memory(f"lower --num_samples={cfg.num_samples} (or --max_new_tokens)"):
+        idx = torch.tensor([ids], device=device).expand(cfg.num_samples, -1)
+        out = model.generate(idx, cfg.max_new_tokens, temperature=max(cfg.temperature, GREEDY_TEMPERATURE),
+                             top_k=cfg.top_k or None)
     samples = [tokenizer.decode(row[len(ids):].tolist()) for row in out]
-    for text in samples:
-        print(prompt + text)
+    # as this terminal can show them: a character its encoding (ASCII, a narrow locale's) lacks as an escape
+    encoding = sys.stdout.encoding or "utf-8"
+    shown = [(prompt + text).encode(encoding, "backslashreplace").decode(encoding) for text in samples]
+    if shown != [prompt + text for text in samples]:
+        print(f"note: this terminal's encoding ({encoding}) cannot show every character of the samples: those it "
+              f"lacks are written as backslash escapes (PYTHONIOENCODING=utf-8 shows them)", file=sys.stderr)
+    for text in shown:
+        print(text)
         print("-" * 40)
     return samples
 

@@ -12,16 +12,14 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from blocks import BLOCKS
-from configurator import (Check, Settings, above, at_least, fraction, parse_config, parse_value, positive, setting,
-                          unknown)
+from configurator import (Settings, above, at_least, fraction, parse_config, parse_value, positive, seed_range,
+                          setting, unknown)
 from data import dataset_setting
 from errors import CheckpointError, ConfigError
 from hardware import ATTENTION_KERNELS
 from model import GPTConfig, ModelSettings
 from processes import first_process
 from run_folder import load_checkpoint, refuse_if_training, run_dir
-
-seed_range = Check(lambda seed: -2**63 <= seed < 2**64, "a whole number from -2**63 to 2**64 - 1 (torch's seeds)")
 
 
 @dataclass

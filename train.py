@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import torch
 from tqdm import tqdm
 
-from common import run_main
+from common import lower_if_out_of_memory, run_main
 from data import load_dataset
 from errors import CheckpointError, ConfigError
 from hardware import (attention_kernel, autocast, datasheet_flops, device_name, emulation_warning,
@@ -255,7 +255,9 @@ def main(argv):
     set_up_device(device)
     # the signal handlers go on until the processes have left each other, and then under torchrun signals are
     # ignored: a process still leaving when another has ended gets torchrun's SIGTERM, which must not kill it
-    with stop_signals() as stop, joined_processes(device, cfg.process_timeout) as procs:
+    with stop_signals() as stop, joined_processes(device, cfg.process_timeout) as procs, \
+            lower_if_out_of_memory(f"the last checkpoint in {cfg.run_dir} is kept; lower --batch_size (and raise "
+                                   f"--grad_accum to keep the batch), --block_size, or the model (--n_layer, --n_embd)"):
         final = train(cfg, ckpt, procs, stop)
     if procs.world_size > 1:
         leave_quietly()

@@ -98,8 +98,10 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     (T, ["--out_dir={not_utf8_log}", "--resume"], "log.jsonl, line 3 is not a row of train.py's log", 1),
     (T, ["--out_dir={not_a_row_log}", "--resume"], "log.jsonl, line 3 is not a row of train.py's log", 1),
     ("sample.py", ["--out_dir={run}", "--temperature=nan"], "must be a finite number", 2),
-    ("sample.py", ["--out_dir={run}", "--temperature=0"], "temperature > 0", 2),
-    ("sample.py", ["--out_dir={run}", "--top_k=-1"], "top_k >= 0", 2),
+    ("sample.py", ["--out_dir={run}", "--temperature=0"], "temperature must be > 0, got 0.0", 2),
+    ("sample.py", ["--out_dir={run}", "--top_k=-1"], "top_k must be >= 0, got -1", 2),
+    ("sample.py", ["--out_dir={run}", "--num_samples=0"], "num_samples must be a positive integer", 2),
+    ("sample.py", ["--out_dir={run}", "--seed=18446744073709551616"], "seed must be a whole number from -2**63", 2),
     ("sample.py", ["--out_dir={run}", "--prompt=FILE:{root}/none.txt"], "cannot read the prompt file", 2),
     ("sample.py", ["--out_dir={root}/none"], "no checkpoint at", 1),
     ("sample.py", ["--out_dir=out/{{foo}}"], "the only placeholder it may hold is {block}", 2),
@@ -149,6 +151,7 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     ("gpu_check.py", ["--tiny", "--device=cpu", "--out={root}/a_file"], "cannot write into --out=", 2),
     ("gpu_check.py", ["--tiny", "--device=cpu", "--dataset="], "--dataset is empty", 2),
     ("probe.py", ["--dataset="], "--dataset is empty", 2),
+    ("probe.py", ["--seed=-9223372036854775809"], "seed must be a whole number from -2**63", 2),
 ]
 
 

@@ -24,12 +24,13 @@ import torch
 
 import data
 import run_folder
-from common import run_child
 import train
+from common import run_child
 from data.prepare import prepare
 from errors import CheckpointError, DataError
-from helpers import (ROOT, PretendProcesses, assert_error, assert_one_line_error, exit_status, run_script, signal_at, snapshot,
-                     tiny_flags, trains_in_this_process, use_processes, wait_for, write_corpus)
+from helpers import (ROOT, PretendProcesses, assert_error, assert_one_line_error, exit_status, run_script, signal_at,
+                     snapshot, tiny_flags, trains_in_this_process, use_processes, wait_for, write_corpus)
+from model import GPT
 from run_folder import hold_run_folder, load_checkpoint, read_log
 from settings import run_settings
 
@@ -323,6 +324,52 @@ def test_a_child_is_stopped_with_its_parent_even_if_it_finishes_all_the_same():
 
 
 # -----------------------------------------------------------------------------
+# memory
+
+CPU_OOM = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                       "you tried to allocate 4294967296 bytes. Error code 12 (Cannot allocate memory)")
+
+
+def out_of_memory(error):
+    def raises(*args, **kwargs):
+        raise error
+    return raises
+
+
+def test_a_model_too_large_for_memory_is_one_line_saying_what_to_lower(tiny_dataset, tmp_path, monkeypatch, capfd):
+    monkeypatch.setattr(train, "GPT", out_of_memory(CPU_OOM))  # (no real one: the machine would swap first)
+    assert_error(capfd, 1, run(tiny_flags(tiny_dataset, tmp_path)), "error: out of memory (it asked for 4.0 GiB "
+                 f"more); the last checkpoint in {tmp_path} is kept; lower --batch_size (and raise --grad_accum to "
+                 "keep the batch), --block_size, or the model (--n_layer, --n_embd)")
+
+
+def test_too_many_samples_for_memory_is_one_line_saying_what_to_lower(tiny_dataset, tmp_path, monkeypatch, capfd):
+    train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path, max_steps=2)))
+    monkeypatch.setattr(GPT, "generate", out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate "
+                                                                               "20.00 GiB. GPU 0 has ...")))
+    assert_error(capfd, 1, exit_status("sample.py", [f"--out_dir={tmp_path}", "--num_samples=100000", "--device=cpu"]),
+                 "error: out of memory (it asked for 20.00 GiB more); lower --num_samples=100000 (or --max_new_tokens)")
+
+
+def test_bench_stops_at_the_first_length_that_does_not_fit_saying_what_to_lower(monkeypatch, capfd):
+    import bench
+
+    def attention_at(T, device, dtype):
+        if T > 128:
+            raise CPU_OOM
+        return "fused", {("fused", form): {"seconds": 1.0, "memory": 1} for form in ("plain", "shaped")}
+
+    monkeypatch.setattr(bench, "attention_at", attention_at)
+    assert_error(capfd, 1, exit_status("bench.py", ["--parts=attention", "--max_T=512", "--device=cpu",
+                                                    "--dtype=float32"]),
+                 "error: out of memory (it asked for 4.0 GiB more); attention at T=256 does not fit on cpu; the "
+                 "shorter ones are above: lower --max_T to 128")
+    monkeypatch.setattr(bench, "attention_at", out_of_memory(MemoryError()))
+    assert_error(capfd, 1, exit_status("bench.py", ["--parts=attention", "--device=cpu", "--dtype=float32"]),
+                 "error: out of memory; attention at T=128 does not fit on cpu")
+
+
+# -----------------------------------------------------------------------------
 # files and paths as users have them
 
 
@@ -475,7 +522,7 @@ def test_the_first_use_build_into_a_folder_it_cannot_write_is_refused_before_the
         data.load_dataset("stdlib")
 
 
-def test_output_into_head_and_onto_an_ascii_terminal_end_in_one_line(tiny_dataset, tmp_path):
+def test_output_into_head_ends_in_one_line_and_an_ascii_terminal_gets_escapes(tiny_dataset, tmp_path):
     train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path, max_steps=2)))
     (tmp_path / "long_prompt.py").write_text("x = 1\n" * 20_000)  # more than a pipe holds: sample.py must wait
     sample = [sys.executable, "sample.py", f"--out_dir={tmp_path}", f"--prompt=FILE:{tmp_path / 'long_prompt.py'}",
@@ -486,7 +533,10 @@ def test_output_into_head_and_onto_an_ascii_terminal_end_in_one_line(tiny_datase
     assert head.wait(timeout=120) == 1
     assert head.stderr.read().splitlines() == ["error: the output's reader closed it early (e.g. | head); stopped "
                                                "there (a run resumes from its last checkpoint)"]
-    ascii_terminal = run_script("sample.py", f"--out_dir={tmp_path}", "--prompt=café", "--device=cpu",
-                                env=os.environ | {"PYTHONIOENCODING": "ascii"})
-    assert_one_line_error(ascii_terminal, "this terminal's encoding (ascii) cannot show '\\xe9'",
-                          "PYTHONIOENCODING=utf-8", status=1)
+    ascii_terminal = run_script("sample.py", f"--out_dir={tmp_path}", "--prompt=café", "--num_samples=2",
+                                "--device=cpu", env=os.environ | {"PYTHONIOENCODING": "ascii"})
+    assert ascii_terminal.returncode == 0, ascii_terminal.stderr  # the samples, with what ASCII lacks escaped
+    assert ascii_terminal.stdout.startswith("caf\\xe9") and ascii_terminal.stdout.count("-" * 40) == 2
+    assert ascii_terminal.stderr.splitlines() == ["note: this terminal's encoding (ascii) cannot show every character "
+                                                  "of the samples: those it lacks are written as backslash escapes "
+                                                  "(PYTHONIOENCODING=utf-8 shows them)"]

@@ -6,6 +6,7 @@ import math
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -295,6 +296,13 @@ def test_sample_generates_text(finished_run):
     samples = sample.sample(cfg)
     assert len(samples) == 2 and all(isinstance(s, str) and s for s in samples)
     assert sample.sample(cfg) == samples  # seeded
+
+
+def test_sample_at_a_temperature_too_low_to_divide_by_picks_the_likeliest_token(finished_run):
+    """logits / 1e-300 would be inf, and its softmax nan: sampling that cold is greedy (as top_k=1 is)."""
+    cfg = sample.SampleConfig(out_dir=str(finished_run), num_samples=2, max_new_tokens=10, temperature=1e-300,
+                              device="cpu")
+    assert sample.sample(cfg) == sample.sample(replace(cfg, temperature=1.0, top_k=1))
 
 
 def test_sample_cli_reads_a_prompt_file(finished_run, tmp_path):
