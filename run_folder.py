@@ -6,9 +6,11 @@ A run folder and its files, written and read in one place: ckpt.pt (the checkpoi
 atomically, and a log only grows by whole rows (a kill can tear the last one, which readers skip).
 """
 
+import errno
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -129,14 +131,27 @@ def replace_atomically(path, write):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        # torch's writer reports a full disk as a RuntimeError ("unexpected pos ..."): asked before the partial file
+        # goes, the disk says whether that was it
+        full = isinstance(e, RuntimeError) and disk_is_full(path.parent)
         tmp.unlink(missing_ok=True)
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp)) from e
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def disk_is_full(folder):
+    """Whether the disk that holds folder has no room left (less than a mebibyte)."""
+    try:
+        return shutil.disk_usage(folder).free < 2**20
+    except OSError:
+        return False
 
 
 RUN_FILES = ("ckpt.pt", "log.jsonl", "gains.jsonl", "config.json")

@@ -503,6 +503,28 @@ def test_a_full_disk_or_a_refusal_while_logging_or_saving_stops_in_one_line_and_
     assert steps(tmp_path) == list(range(1, 13))
 
 
+@pytest.mark.parametrize("free, advice", [(0, "(No space left on device); the previous checkpoint is kept: make "
+                                                 "room on that disk, then continue with --resume"),
+                                            (2**40, "unexpected pos 1536 vs 1472); the previous checkpoint is kept: "
+                                                    "check that its disk is healthy and writable")])
+def test_torchs_failed_write_on_a_full_disk_is_told_as_a_full_disk(tiny_dataset, tmp_path, monkeypatch, capfd,
+                                                                     free, advice):
+    """torch reports a write that failed for want of room as a RuntimeError: the disk itself says whether it is
+    full (a 5 MB tmpfs was; here its free space is told), and the advice follows."""
+    train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path, max_steps=2)))
+    checkpoint = (tmp_path / "ckpt.pt").read_bytes()
+
+    def cut_short(state, f):
+        f.write(b"part of a checkpoint")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1536 vs 1472")
+
+    monkeypatch.setattr(run_folder.torch, "save", cut_short)
+    monkeypatch.setattr(run_folder.shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(2**40, 2**40, free))
+    assert_error(capfd, 1, run(tiny_flags(tiny_dataset, tmp_path, resume=True, max_steps=4, allow_changes=True,
+                                          checkpoint_interval=1)), "could not write a checkpoint to", advice)
+    assert (tmp_path / "ckpt.pt").read_bytes() == checkpoint and not any(tmp_path.glob("*.tmp"))
+
+
 def test_a_file_rewritten_as_a_run_resumes_is_replaced_whole_or_not_at_all(tiny_dataset, tmp_path, monkeypatch,
                                                                           capfd):
     train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path, max_steps=2)))
