@@ -131,7 +131,14 @@ def finished_without_checkpoint(run):
     config = run.run_dir / "config.json"
     if not config.exists():
         return False
-    if changed_settings(saved_settings(json.loads(config.read_text()), config), run):
+    try:
+        saved = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # unreadable, not UTF-8, not JSON
+        saved = e
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{config} is damaged (not the settings train.py writes), and {run.run_dir} holds no "
+                              f"checkpoint to read them from; delete that folder to train the run again")
+    if changed_settings(saved_settings(saved, config), run):
         raise CheckpointError(f"{run.run_dir} holds a run with other settings; pick another --out_dir "
                               f"(or delete that folder)")
     rows = read_log(run.run_dir / "log.jsonl")

@@ -152,6 +152,9 @@ def parse_config(cls, argv, program, defaults=None, others=None):
     return cls(**values)
 
 
+EXITS = {"exit", "quit", "sys.exit", "os._exit", "os.abort"}  # calls that would end the script from a config file
+
+
 def read_config_file(path, values, fields, skipped):
     """The settings a config file assigns. It runs with the settings chosen so far in scope, and the other
     script's at their defaults; what it assigns to those (skipped) is skipped."""
@@ -164,6 +167,10 @@ def read_config_file(path, values, fields, skipped):
         raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8") from None
     except SyntaxError as e:
         raise ConfigError(f"config file {path}, line {e.lineno}: {e.msg}") from None
+    for node in ast.walk(tree):  # os._exit would end this process at once, without a word: refused unrun
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in EXITS:
+            raise ConfigError(f"config file {path}, line {node.lineno}, calls {ast.unparse(node.func)}(): a config "
+                              f"file assigns settings, and the script goes on after it; remove that call")
     namespace = skipped | values
     try:
         exec(compile(tree, path, "exec"), namespace)

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import shutil
+import string
 import sys
 import time
 from contextlib import contextmanager
@@ -34,11 +35,15 @@ except ImportError:  # Windows: no lock (hold_run_folder says what that means)
 
 
 def run_dir(out_dir, block):
-    """The run folder an --out_dir setting names for a block: its {block} placeholder filled in."""
+    """The run folder an --out_dir setting names for a block: its {block} placeholder filled in, as it is (no
+    {block.upper}, {block[0]} or {block!r}); {{ and }} are braces."""
     try:
-        return Path(out_dir.format(block=block))
-    except (KeyError, IndexError, ValueError):
-        raise ConfigError(f"--out_dir={out_dir}: the only placeholder it may hold is {{block}}") from None
+        placeholders = {field[1:] for field in string.Formatter().parse(out_dir) if field[1] is not None}
+    except ValueError:  # a lone { or }
+        placeholders = None
+    if placeholders not in ({("block", "", None)}, set()):
+        raise ConfigError(f"--out_dir={out_dir}: the only placeholder it may hold is {{block}}")
+    return Path(out_dir.format(block=block))
 
 
 # -----------------------------------------------------------------------------

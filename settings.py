@@ -114,7 +114,7 @@ class ExperimentSettings(Settings):
             if self.block_list.count(block) > 1:
                 raise ConfigError(f"--blocks names {block} twice; name each block once")
         seeds = self.seeds.split(",") if self.seeds else []
-        if not all(seed.strip().lstrip("-").isdigit() for seed in seeds) or len(set(seeds)) < len(seeds):
+        if not all(seed.strip().lstrip("-").isdigit() for seed in seeds) or len({int(s) for s in seeds}) < len(seeds):
             raise ConfigError(f"--seeds={self.seeds}: give different whole numbers separated by commas, "
                               f"e.g. --seeds=1337,1,2")
         parse_sweep(self.sweep)  # refuses a setting train.py does not have, or a value of the wrong type
@@ -128,7 +128,11 @@ class ExperimentSettings(Settings):
         return [int(seed) for seed in self.seeds.split(",")] if self.seeds else [None]
 
 
-NOT_SWEPT = {"block", "seed", "out_dir", "resume", "allow_changes", "overwrite"}  # compare.py sets these itself
+# what compare.py sets itself for each run, and so no sweep may: what to give instead
+NOT_SWEPT = {"block": "the blocks are compare.py's own setting: --blocks={values}",
+             "seed": "the seeds are compare.py's own setting: --seeds={values}",
+             **dict.fromkeys(["out_dir", "resume", "allow_changes", "overwrite"],
+                             "compare.py sets {name} itself for each run (each gets a folder of its own)")}
 
 
 def parse_sweep(sweep):
@@ -138,6 +142,8 @@ def parse_sweep(sweep):
     settings = []
     for part in sweep.split():
         name, _, values = part.partition("=")
+        if name in NOT_SWEPT:
+            raise ConfigError(f"--sweep={sweep}: {NOT_SWEPT[name].format(name=name, values=values or 'V1,V2')}")
         if name not in swept:
             raise unknown(name, swept, f"--sweep={sweep}")
         if not values:
@@ -231,6 +237,10 @@ def checkpoint_to_continue(cfg, argv):
     if changes and not cfg.allow_changes:
         raise ConfigError(f"--resume continues the run in {cfg.run_dir} exactly, but {described}; drop those flags, "
                           f"or add --allow_changes to continue with them")
+    if cfg.max_steps < ckpt["step"]:  # it would train nothing, yet record a max_steps the run is past
+        raise ConfigError(f"--max_steps={cfg.max_steps} is below step {ckpt['step']}, where the run in {cfg.run_dir} "
+                          f"is: give a larger --max_steps to train on (its checkpoint is the model at step "
+                          f"{ckpt['step']})")
     ckpt["changes"] = changes  # allowed: the run logs them
     return cfg, ckpt
 

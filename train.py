@@ -266,7 +266,10 @@ def main(argv):
             resume = shlex.join(["python", "train.py", f"--block={cfg.block}", f"--out_dir={cfg.run_dir}", "--resume"])
             print(f"stopped at step {final['step']}; checkpoint saved. Continue with: {resume}", file=sys.stderr)
         return 128 + final["stopped_by"]
-    if first_process():
+    if first_process() and ckpt is not None and ckpt["step"] == cfg.max_steps:
+        print(f"done: the run in {cfg.run_dir} had reached --max_steps={cfg.max_steps} already, so nothing was "
+              f"trained; to train on, give a larger --max_steps with --allow_changes")
+    elif first_process():
         losses = ", ".join(f"{name} {final[key]:.4f}" for name, key in (("train loss", "train_loss"),
                                                                          ("val loss", "val_loss")) if final[key])
         print(f"done: {final['step']} steps in {final['time'] / 60:.1f} min of training, {losses or 'no new loss'}; "

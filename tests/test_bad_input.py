@@ -31,6 +31,7 @@ def place(tiny_dataset, tmp_path_factory):
     (broken["tokenizer"] / "tokenizer.json").write_text('{"name": "bpe", "pattern"')  # truncated
     (root / "syntax.py").write_text("n_layer = = 3\n")
     (root / "raises.py").write_text("n_layer = 1 / 0\n")
+    (root / "exits.py").write_text("import os\nn_layer = 3\nos._exit(0)\n")  # would end train.py without a word
     (root / "latin1.py").write_bytes(b"# caf\xe9\nn_layer = 3\n")
     (root / "a_file").write_text("not a folder")
     place = {"data": tiny_dataset, "root": root, "run": root / "run", "data_package": DATA_DIR,
@@ -45,6 +46,8 @@ def place(tiny_dataset, tmp_path_factory):
         trains_in_this_process(patch, compare)
         compare.compare(*compare.parse([arg.format(**place) for arg in COMPARE_FLAGS]))
     (root / "compare" / "pre_ln" / "log.jsonl").unlink()  # a finished block whose log went missing
+    (root / "damaged" / "pre_ln").mkdir(parents=True)
+    (root / "damaged" / "pre_ln" / "config.json").write_text('{"max_steps": ')  # no checkpoint, a torn record
     return place
 
 
@@ -82,6 +85,11 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     (T, ["{root}/nonexistent.py"], "cannot read config file", 2),
     (T, ["{root}/syntax.py"], "line 1: invalid syntax", 2),
     (T, ["{root}/raises.py"], "raised ZeroDivisionError", 2),
+    (T, ["{root}/exits.py"], "exits.py, line 3, calls os._exit(): a config file assigns settings", 2),
+    (T, ["--out_dir={root}/new/{{block.upper}}"], "the only placeholder it may hold is {block}", 2),
+    (T, ["--out_dir={root}/new/{{block[0]}}"], "the only placeholder it may hold is {block}", 2),
+    (T, ["--out_dir={run}", "--resume", "--max_steps=1", "--allow_changes"],
+     "--max_steps=1 is below step 2, where the run in", 2),
     (T, ["{root}/latin1.py"], "is not UTF-8 text", 2),
     (T, ["--out_dir={run}"], "already holds a run", 2),
     (T, ["--out_dir={run}", "--resume", "--n_layer=3"], "n_layer=3 (saved: 2)", 1),
@@ -122,7 +130,13 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     ("compare.py", ["--out_dir={root}/same"], "out_dir must contain {block}", 2),
     ("compare.py", ["--seeds=1,1"], "--seeds=1,1: give different whole numbers separated by commas", 2),
     ("compare.py", ["--sweep=mlp_gain=big"], "--mlp_gain=big: expected a number", 2),
-    ("compare.py", ["--sweep=seed=1,2"], "--sweep=seed=1,2: unknown setting 'seed'", 2),
+    ("compare.py", ["--sweep=seed=1,2"], "--sweep=seed=1,2: the seeds are compare.py's own setting: --seeds=1,2", 2),
+    ("compare.py", ["--sweep=block=sas,sas_p"], "the blocks are compare.py's own setting: --blocks=sas,sas_p", 2),
+    ("compare.py", ["--sweep=out_dir=a,b"], "compare.py sets out_dir itself for each run", 2),
+    ("compare.py", ["{root}/exits.py"], "calls os._exit()", 2),
+    ("compare.py", ["--seeds=1,01"], "--seeds=1,01: give different whole numbers separated by commas", 2),
+    ("compare.py", COMPARE_FLAGS + ["--out_dir={root}/damaged/{{block}}"],
+     "damaged/pre_ln/config.json is damaged (not the settings train.py writes), and", 1),
     ("compare.py", COMPARE_FLAGS, "holds no validation loss", 1),
     ("compare.py", ["--report={root}/a_file"], "cannot write into --report=", 2),
     ("compare.py", ["--plot={root}/plot.xyz"], "a figure's file name must end in the type to draw: one of", 2),

@@ -196,6 +196,12 @@ def test_resume_refuses_changed_settings_unless_allowed(tiny_dataset, tmp_path, 
     assert json.loads((tmp_path / "config.json").read_text())["max_steps"] == 10
 
 
+def test_resuming_a_finished_run_says_that_nothing_was_trained(finished_run, capsys):
+    assert exit_status("train.py", [f"--out_dir={finished_run}", "--resume"]) == 0
+    assert f"done: the run in {finished_run} had reached --max_steps=12 already, so nothing was trained" in \
+        capsys.readouterr().out
+
+
 def test_a_failed_checkpoint_write_keeps_the_previous_one(tiny_dataset, tmp_path, monkeypatch):
     """A full disk: the temporary file goes, the last checkpoint stays, the run stops with one line."""
     train.train(*tiny_config(tiny_dataset, tmp_path, max_steps=6))
