@@ -34,9 +34,10 @@ from pathlib import Path
 import torch
 
 import bench
-from common import run_child, run_main, writable_folder
+from common import remedy, run_child, run_main, writable_folder
 from configurator import Settings, parse_config, setting
 from data import dataset_setting
+from errors import CheckpointError
 from hardware import device_name, pick_device
 from processes import STOP_SIGNALS
 from run_folder import read_log
@@ -189,7 +190,11 @@ def main(argv):
     for part, result in parts.items():  # the summary first: a failed write below cannot hide it
         status = "FAILED" if result["status"] == "failed" else result["status"]
         print(f"  {part}: {status}: {result['summary']}")
-    write_results(path, report)
+    try:
+        write_results(path, report)
+    except OSError as e:  # (the folder was writable when the check started)
+        raise CheckpointError(f"could not write the results to {path}.json and .md ({e.strerror}); the summary above "
+                              f"is what they hold: {remedy(e, 'pick another --out')}") from None
     print(f"written to {path}.json and .md")
     return 1 if any(result["status"] == "failed" for result in parts.values()) else 0
 

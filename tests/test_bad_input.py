@@ -75,6 +75,7 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     (T, ["--learning_rate=inf"], "must be a finite number", 2),
     (T, ["--beta1=1.5"], "beta1 must be in [0, 1)", 2),
     (T, ["--beta2=-0.1"], "beta2 must be in [0, 1)", 2),
+    (T, ["--seed=18446744073709551616"], "seed must be a whole number from -2**63 to 2**64 - 1", 2),
     (T, ["--eps=-1"], "eps must be > 0", 2),
     (T, ["--weight_decay=-1"], "weight_decay must be >= 0", 2),
     (T, ["--grad_clip=-1"], "grad_clip must be >= 0", 2),

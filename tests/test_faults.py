@@ -314,13 +314,13 @@ def test_a_signal_where_no_run_trains_ends_a_script_in_one_line_with_128_plus_it
     assert signal.getsignal(signum) is signal.SIG_DFL  # the script's handler goes with it
 
 
-def test_a_child_is_stopped_with_its_parent_even_if_it_finishes_all_the_same():
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_child_is_stopped_with_its_parent_even_if_it_finishes_all_the_same(signum):
     """A signal to the parent is passed on; the child ignores it and finishes with 0: the parent was asked to stop,
     and says so (128 + the signal)."""
-    child = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                                   "print('ready', flush=True); time.sleep(1)"]
-    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
-    assert run_child(child, stdout=subprocess.DEVNULL) == 128 + signal.SIGTERM
+    child = [sys.executable, "-c", f"import signal, time; signal.signal({signum}, signal.SIG_IGN); time.sleep(1)"]
+    threading.Timer(0.5, os.kill, (os.getpid(), signum)).start()
+    assert run_child(child) == 128 + signum
 
 
 # -----------------------------------------------------------------------------
