@@ -17,6 +17,7 @@ settings is reused, an interrupted one is resumed, so running the command again 
 
 import itertools
 import json
+import math
 import statistics
 import sys
 from dataclasses import asdict, dataclass, fields, replace
@@ -151,6 +152,10 @@ def summarise(run):
     if latest(rows, "val_loss") is None:
         raise CheckpointError(f"{run.run_dir / 'log.jsonl'} is missing or holds no validation loss, so {run.block} "
                               f"cannot be compared; delete {run.run_dir} and run compare.py again to retrain it")
+    if not math.isfinite(latest(rows, "val_loss")):  # logged by an earlier train.py, which let a run diverge
+        raise CheckpointError(f"the run in {run.run_dir} diverged (its last validation loss is "
+                              f"{latest(rows, 'val_loss')}), so {run.block} cannot be compared; delete {run.run_dir} "
+                              f"and run compare.py again with a lower --learning_rate")
     with torch.device("meta"):  # only the shapes, to count parameters
         model = GPT(run.model_config(load_dataset(run.dataset).vocab_size))
     # Each log row times its own interval of steps. A busy machine slows some intervals down and never

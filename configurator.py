@@ -16,15 +16,18 @@ import ast
 import dataclasses
 import difflib
 import math
+import os
 
 from errors import ConfigError
 
 
-def setting(default, help, choices=None, check=None, each=False):
+def setting(default, help, choices=None, check=None, each=False, path=False):
     """A setting: its default, a line of help, and what a value must be. choices: the values it may take (with
-    each=True, a comma-separated list of them); check: a Check such as positive."""
+    each=True, a comma-separated list of them); check: a Check such as positive; path: a path (with each=True, a
+    comma-separated list of them), where ~ is the home folder, as a shell would have it (which it does not do in
+    --out=~/x), and that may be empty only where its default is."""
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "check": check,
-                                                        "each": each})
+                                                        "each": each, "path": path})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +77,11 @@ class Settings:
                                       f"{', '.join(meta['choices'])}")
             if meta.get("check") and not meta["check"].test(value):
                 raise ConfigError(f"{f.name} must be {meta['check'].wanted}, got {value!r}")
+            if meta.get("path") and not value and f.default:  # an unset variable in $RUNS/x, a slip
+                raise ConfigError(f"--{f.name} is empty; name a folder (. for the current one)")
+            if meta.get("path"):
+                setattr(self, f.name, ",".join(map(os.path.expanduser, value.split(","))) if meta["each"]
+                        else os.path.expanduser(value))
 
 
 def usage(cls, program, others):

@@ -50,7 +50,7 @@ class CheckConfig(Settings):
     tiny: bool = setting(False, "every part at a tiny size, on any device: a check of the check itself")
     device: str = setting("auto", "auto, cuda or cuda:N; with --tiny also cpu")
     dataset: str = setting("stdlib", "the training part's dataset, as train.py takes it")
-    out: str = setting("results/gpu", "the folder the results go to, as <the GPU's name>.json and .md")
+    out: str = setting("results/gpu", "the folder the results go to, as <the GPU's name>.json and .md", path=True)
 
     def __post_init__(self):
         super().__post_init__()

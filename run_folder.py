@@ -275,17 +275,26 @@ class Interval:
             self.losses.append(loss)
         self.pending = []
 
-    def check(self, cfg, step, val_loss, saving):
+    def check(self, cfg, state, val_loss, saving):
         """Stop a run that diverged before anything is logged or saved, so that the log holds finite losses and the
         last checkpoint stays the last good one: its validation loss is not finite, or, where a checkpoint is due,
-        most of the steps since the last one were skipped (--on_nonfinite=skip: the weights have blown up)."""
+        most of the steps since the last one were skipped (--on_nonfinite=skip), or the weights are not finite (a
+        step with a finite loss can still blow them up, and the next loss would tell too late)."""
+        step = state.step
         if val_loss is not None and not math.isfinite(val_loss):
             raise diverged(cfg, f"the validation loss is {val_loss} at step {step}", "try a lower --learning_rate")
         if saving and 2 * self.skipped_unsaved > step - self.saved_at:
             raise diverged(cfg, f"{self.skipped_unsaved} of the {step - self.saved_at} steps since the last "
                                 f"checkpoint had a non-finite loss and were skipped", "try a lower --learning_rate")
+        if saving and not finite_weights(state.model):
+            raise diverged(cfg, f"the weights are not finite at step {step}", "try a lower --learning_rate")
         if saving:
             self.saved_at, self.skipped_unsaved = step, 0
+
+
+def finite_weights(model):
+    """Whether every weight of model is finite (one wait for the device, not one per tensor)."""
+    return bool(torch.stack([p.isfinite().all() for p in model.parameters()]).all())
 
 
 def diverged(cfg, what, advice):
@@ -368,6 +377,9 @@ def load_trained_model(run_dir):
     ckpt = load_checkpoint(Path(run_dir) / "ckpt.pt", needs=MODEL_KEYS)
     model = GPT(GPTConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
+    if not finite_weights(model):  # saved by a diverged run of an earlier train.py, which did not check
+        raise CheckpointError(f"the model in {run_dir} has weights that are not finite: its run diverged; train it "
+                              f"again with a lower --learning_rate")
     dataset = Dataset(dataset_dir(ckpt["config"]["dataset"]))
     if dataset.fingerprint != ckpt["dataset_fingerprint"]:
         raise CheckpointError(f"{dataset.data_dir} is not the build the model in {run_dir} was trained on "

@@ -6,6 +6,7 @@ Generate text from a trained checkpoint, decoded with its dataset's own tokenize
     python sample.py --out_dir=out/mine --prompt=FILE:prompt.py --temperature=0.5
 """
 
+import codecs
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from run_folder import load_trained_model, run_dir
 @dataclass
 class SampleConfig(Settings):
     block: str = setting("pre_ln", "fills {block} in out_dir")
-    out_dir: str = setting("out/{block}", "the run folder holding ckpt.pt")
+    out_dir: str = setting("out/{block}", "the run folder holding ckpt.pt", path=True)
     prompt: str = setting("", "text to continue, or FILE:path to read it from a file; empty starts a new document")
     num_samples: int = setting(3, "how many samples to draw", check=positive)
     max_new_tokens: int = setting(200, "tokens to generate per sample", check=positive)
@@ -40,7 +41,7 @@ class SampleConfig(Settings):
 def read_prompt(prompt):
     if not prompt.startswith("FILE:"):
         return prompt
-    path = Path(prompt[len("FILE:"):])
+    path = Path(prompt[len("FILE:"):]).expanduser()
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -70,8 +71,10 @@ def sample(cfg):
     encoding = sys.stdout.encoding or "utf-8"
     shown = [(prompt + text).encode(encoding, "backslashreplace").decode(encoding) for text in samples]
     if shown != [prompt + text for text in samples]:
-        print(f"note: this terminal's encoding ({encoding}) cannot show every character of the samples: those it "
-              f"lacks are written as backslash escapes (PYTHONIOENCODING=utf-8 shows them)", file=sys.stderr)
+        why = ("the prompt holds bytes that are not UTF-8 text" if codecs.lookup(encoding).name == "utf-8" else
+               f"this terminal's encoding ({encoding}) cannot show every character of the samples")
+        print(f"note: {why}: those characters are written as backslash escapes"
+              + ("" if why.startswith("the prompt") else " (PYTHONIOENCODING=utf-8 shows them)"), file=sys.stderr)
     for text in shown:
         print(text)
         print("-" * 40)

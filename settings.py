@@ -49,7 +49,8 @@ class TrainConfig(ModelSettings):  # the model's shape settings (n_layer, n_embd
     log_interval: int = setting(25, "write a log row every this many steps", check=positive)
     checkpoint_interval: int = setting(250, "save a checkpoint every this many steps (and at the end and on Ctrl-C)",
                                        check=positive)
-    out_dir: str = setting("out/{block}", "the run folder for checkpoint, log and settings; {block} becomes the block")
+    out_dir: str = setting("out/{block}", "the run folder for checkpoint, log and settings; {block} becomes the block",
+                           path=True)
     resume: bool = setting(False, "continue the run in out_dir from its checkpoint, with the settings it was started "
                                   "with")
     allow_changes: bool = setting(False, "with --resume: continue with the settings given now where they differ "
@@ -103,8 +104,8 @@ class ExperimentSettings(Settings):
     sweep: str = setting("", "NAME=V1,V2,...: every block is trained once per value of one train.py setting, e.g. "
                              "mlp_gain=0.05,0.1,0.2, and each value gets its own row and curve; two settings, "
                              "separated by a space, give every pair of values")
-    report: str = setting("out/compare", "folder for compare.md, compare.json and compare.png")
-    plot: str = setting("", "where to draw the plot; empty: compare.png in --report")
+    report: str = setting("out/compare", "folder for compare.md, compare.json and compare.png", path=True)
+    plot: str = setting("", "where to draw the plot; empty: compare.png in --report", path=True)
     speed: bool = setting(True, "show speed (steps/s and the loss per minute); false where the runs shared the "
                                 "machine with other work, which makes their speeds meaningless")
 

@@ -163,7 +163,7 @@ def train(cfg, ckpt=None, procs=None, stop=None):
             bar.update()
 
             val_loss = evaluate(run.model, run.val_windows, cfg.batch_size, run.ctx, procs) if evaluating else None
-            interval.check(cfg, state.step, val_loss, saving=checkpointing or stopping)  # a diverged run stops here
+            interval.check(cfg, state, val_loss, saving=checkpointing or stopping)  # a diverged run stops here
             if procs.is_rank_0 and logging:
                 run.log.write(state, interval, val_loss, bar)
             if logging:

@@ -28,6 +28,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import stat
 import sys
 import sysconfig
@@ -142,7 +143,8 @@ def check_settings(source, patterns, tokenizer, vocab_size, val_fraction, includ
     else:
         source, excluded = Path(source).expanduser().resolve(), ALWAYS_EXCLUDED
         if not source.is_dir():
-            raise ConfigError(f"source folder {source} does not exist; pass --source=DIR, a folder of text")
+            raise ConfigError(f"source folder {source} {'is not a folder' if source.exists() else 'does not exist'}; "
+                              f"pass --source=DIR, a folder of text")
     if patterns is not None and not patterns:
         raise ConfigError("no file patterns given; pass e.g. --patterns=*.py,*.md")
     return {"source": str(source), "patterns": patterns, "excluded": excluded, "tokenizer": tokenizer,
@@ -443,6 +445,8 @@ def main(argv=None):
     if Path.cwd().is_relative_to(out_dir):  # a build is renamed into place: the shell would be left in a husk
         parser.error(f"--out={args.out} is the current folder or holds it, which the build would replace; give a "
                      f"folder of its own, e.g. --out={Path(args.out) / 'ds'}")
+    stops = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {signum: signal.signal(signum, stopped) for signum in stops}  # then as Ctrl-C: the build is removed
     try:
         prepare(out_dir, source=args.source, patterns=args.patterns, tokenizer=args.tokenizer,
                 vocab_size=args.vocab_size, val_fraction=args.val_fraction,
@@ -450,6 +454,18 @@ def main(argv=None):
     except (ConfigError, DataError, OSError) as e:  # 2 for a bad option, 1 for the rest, as every script
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2 if isinstance(e, ConfigError) else 1)
+    except KeyboardInterrupt as e:  # 128 + the signal, as every script
+        signum = e.args[0] if e.args else signal.SIGINT
+        how = "interrupted by Ctrl-C" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        print(f"\nerror: {how}; nothing was built, and {out_dir} is as it was", file=sys.stderr)
+        sys.exit(128 + signum)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def stopped(signum, frame):
+    raise KeyboardInterrupt(signum)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 was. Scripts run in this process through the same entry points as on the command line (run_main, or
 prepare.py's argparse main), so the table stays fast; tests/test_train.py runs one of them as a process."""
 
+import re
 import shutil
 
 import numpy as np
@@ -45,7 +46,15 @@ def place(tiny_dataset, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         trains_in_this_process(patch, compare)
         compare.compare(*compare.parse([arg.format(**place) for arg in COMPARE_FLAGS]))
+    diverged = shutil.copytree(root / "compare" / "pre_ln", root / "diverged" / "pre_ln")  # as an earlier train.py
+    (diverged / "ckpt.pt").unlink()  # (reused from its log, as results/ holds runs)
+    (diverged / "log.jsonl").write_text(re.sub(r'"val_loss": [^,]*', '"val_loss": NaN', (diverged / "log.jsonl")
+                                               .read_text()))
     (root / "compare" / "pre_ln" / "log.jsonl").unlink()  # a finished block whose log went missing
+    place["nan_weights"] = shutil.copytree(root / "run", root / "nan_weights")
+    ckpt = torch.load(root / "run" / "ckpt.pt", weights_only=True)
+    ckpt["model"]["lm_head.weight"][0, 0] = float("nan")  # saved by a diverged run of an earlier train.py
+    torch.save(ckpt, place["nan_weights"] / "ckpt.pt")
     (root / "damaged" / "pre_ln").mkdir(parents=True)
     (root / "damaged" / "pre_ln" / "config.json").write_text('{"max_steps": ')  # no checkpoint, a torn record
     return place
@@ -88,6 +97,7 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     (T, ["{root}/raises.py"], "raised ZeroDivisionError", 2),
     (T, ["{root}/exits.py"], "exits.py, line 3, calls os._exit(): a config file assigns settings", 2),
     (T, ["--out_dir={root}/new/{{block.upper}}"], "the only placeholder it may hold is {block}", 2),
+    (T, ["--out_dir="], "--out_dir is empty; name a folder (. for the current one)", 2),
     (T, ["--out_dir={root}/new/{{block[0]}}"], "the only placeholder it may hold is {block}", 2),
     (T, ["--out_dir={run}", "--resume", "--max_steps=1", "--allow_changes"],
      "--max_steps=1 is below step 2, where the run in", 2),
@@ -113,6 +123,7 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     ("sample.py", ["--out_dir={run}", "--seed=18446744073709551616"], "seed must be a whole number from -2**63", 2),
     ("sample.py", ["--out_dir={run}", "--prompt=FILE:{root}/none.txt"], "cannot read the prompt file", 2),
     ("sample.py", ["--out_dir={root}/none"], "no checkpoint at", 1),
+    ("sample.py", ["--out_dir={nan_weights}"], "nan_weights has weights that are not finite: its run diverged", 1),
     ("sample.py", ["--out_dir=out/{{foo}}"], "the only placeholder it may hold is {block}", 2),
     ("sample.py", ["--out_dir={root}/foreign"], "is a torch file, but not a checkpoint that train.py wrote", 1),
     ("prepare.py", ["--vocab_size=10", "--out={root}/new_data"], "vocab_size=10 is out of range", 2),
@@ -123,6 +134,7 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     ("prepare.py", ["--out={data}", "--vocab_size=300"], "was built with other settings", 1),
     ("prepare.py", ["--name=../x"], "--name=../x is not a name: --name names a folder in data/", 2),
     ("prepare.py", ["--name=a/b"], "to build anywhere else, give --out=a/b", 2),
+    ("prepare.py", ["--source={root}/a_file", "--out={root}/new_data"], "a_file is not a folder; pass --source=DIR", 2),
     ("prepare.py", ["--out=."], "--out=. is the current folder or holds it, which the build would replace", 2),
     ("compare.py", ["--blocks=pre_ln,pre_ln"], "names pre_ln twice", 2),
     ("compare.py", ["--blocks=nope"], "blocks='nope': 'nope' is not valid; choose among: pre_ln", 2),
@@ -135,6 +147,9 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     ("compare.py", ["--sweep=block=sas,sas_p"], "the blocks are compare.py's own setting: --blocks=sas,sas_p", 2),
     ("compare.py", ["--sweep=out_dir=a,b"], "compare.py sets out_dir itself for each run", 2),
     ("compare.py", ["{root}/exits.py"], "calls os._exit()", 2),
+    ("compare.py", ["--report="], "--report is empty; name a folder (. for the current one)", 2),
+    ("compare.py", COMPARE_FLAGS + ["--out_dir={root}/diverged/{{block}}"],
+     "diverged/pre_ln diverged (its last validation loss is nan), so pre_ln cannot be compared", 1),
     ("compare.py", ["--seeds=1,01"], "--seeds=1,01: give different whole numbers separated by commas", 2),
     ("compare.py", COMPARE_FLAGS + ["--out_dir={root}/damaged/{{block}}"],
      "damaged/pre_ln/config.json is damaged (not the settings train.py writes), and", 1),
@@ -166,6 +181,9 @@ CASES = [  # (script, arguments with {placeholders} from `place`, a hint the err
     ("gpu_check.py", ["--tiny", "--device=cpu", "--out={root}/a_file"], "cannot write into --out=", 2),
     ("gpu_check.py", ["--tiny", "--device=cpu", "--dataset="], "--dataset is empty", 2),
     ("probe.py", ["--dataset="], "--dataset is empty", 2),
+    ("probe.py", ["--out="], "--out is empty", 2),
+    ("probe.py", ["--checkpoints={run},{run}/"], "names a run twice; name each run once", 2),
+    ("probe.py", ["--checkpoints={nan_weights}"], "has weights that are not finite", 1),
     ("probe.py", ["--seed=-9223372036854775809"], "seed must be a whole number from -2**63", 2),
 ]
 

@@ -9,6 +9,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import string
 import subprocess
 import sys
@@ -470,6 +471,17 @@ def test_two_builds_of_one_dataset_at_once_never_both_build(tmp_path, monkeypatc
     assert refused == [f"{tmp_path / 'ds'} was built with other settings (vocab_size: {VOCAB} there, {VOCAB + 20} "
                        f"now); pass --force to replace it, or choose another --name"]
     assert Dataset(tmp_path / "ds").manifest["settings"]["vocab_size"] == VOCAB
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_build_stopped_by_a_signal_says_so_in_a_line_and_leaves_nothing(tmp_path, monkeypatch, signum):
+    corpus = write_corpus(tmp_path / "corpus")
+    monkeypatch.setattr(prep, "make_ranks", lambda docs, settings: signal.raise_signal(signum))
+    result = run_cli(f"--source={corpus}", f"--out={tmp_path / 'ds'}", f"--vocab_size={VOCAB}",
+                     f"--val_fraction={VAL_FRACTION}")
+    assert_one_line_error(result, "nothing was built, and", "ds is as it was")
+    assert result.returncode == 128 + signum and sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # given back
 
 
 def test_existing_dataset_is_never_damaged(tmp_path):

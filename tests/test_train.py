@@ -158,6 +158,25 @@ def test_a_diverging_run_stops_before_it_logs_or_saves_what_is_not_finite(tiny_d
     assert "val_loss" not in read_log(tmp_path / "log.jsonl")[-1]
 
 
+def test_weights_blown_up_by_a_step_with_a_finite_loss_are_never_saved(tiny_dataset, tmp_path, monkeypatch, capfd):
+    """An update whose loss was finite can still make the weights NaN (inf gradients): the checkpoint due at that
+    step is not written, and the last good one stays."""
+    step = train.train_step
+
+    def blowing_up(model, state, *args):
+        loss = step(model, state, *args)
+        if state.step == 7:  # the 8th step's update
+            with torch.no_grad():
+                next(state.model.parameters()).fill_(float("nan"))
+        return loss
+
+    monkeypatch.setattr(train, "train_step", blowing_up)
+    assert_error(capfd, 1, exit_status("train.py", tiny_flags(tiny_dataset, tmp_path, checkpoint_interval=8,
+                                                              eval_interval=100)),
+                 "sas_p: the weights are not finite at step 8; stopped, and the last good checkpoint")
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 0
+
+
 def test_a_log_row_holds_null_for_a_number_that_is_not_finite_and_is_read_back_as_nan(tmp_path):
     run_folder.append_log(tmp_path / "gains.jsonl", {"step": 1, "alpha": [1.0, float("nan")], "beta": float("-inf")})
     line = (tmp_path / "gains.jsonl").read_text()
@@ -302,6 +321,26 @@ def test_sample_generates_text(finished_run):
     samples = sample.sample(cfg)
     assert len(samples) == 2 and all(isinstance(s, str) and s for s in samples)
     assert sample.sample(cfg) == samples  # seeded
+
+
+def test_a_path_setting_takes_the_home_folder_as_a_shell_would(finished_run, tmp_path, monkeypatch, capsys):
+    """--out_dir=~/runs: the shell leaves a ~ after = as it is; the setting expands it, as it does a prompt file's."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert parse_train_settings(["--out_dir=~/runs/{block}"]).run_dir == tmp_path / "runs" / "pre_ln"
+    (tmp_path / "prompt.py").write_text("import os\n")
+    cfg = sample.SampleConfig(out_dir=str(finished_run), prompt="FILE:~/prompt.py", num_samples=1, max_new_tokens=2,
+                              device="cpu")
+    sample.sample(cfg)
+    assert capsys.readouterr().out.startswith("import os\n")
+
+
+def test_a_prompt_of_bytes_that_are_not_utf8_is_shown_escaped(finished_run, capsys):
+    """A prompt from a terminal in another encoding reaches Python as lone surrogates: they are shown as escapes."""
+    sample.sample(sample.SampleConfig(out_dir=str(finished_run), prompt="caf\udce9", num_samples=1, max_new_tokens=2,
+                                      device="cpu"))
+    out, err = capsys.readouterr()
+    assert out.startswith("caf\\udce9") and err == "note: the prompt holds bytes that are not UTF-8 text: those " \
+                                                     "characters are written as backslash escapes\n"
 
 
 def test_sample_at_a_temperature_too_low_to_divide_by_picks_the_likeliest_token(finished_run):
