@@ -64,6 +64,9 @@ class ProbeConfig(ModelSettings):  # the model's shape settings come from ModelS
             raise ConfigError("need block_size >= 2 (pairs of positions)")
         if self.layer < 0:
             raise ConfigError(f"--layer={self.layer}: give a block number from 1, or 0 for the middle block")
+        if Path(self.name).suffix in (".json", ".md", ".png"):  # it would write NAME.json.json
+            raise ConfigError(f"--name={self.name}: give the name without a file type, --name={Path(self.name).stem}; "
+                              f"probe.py writes NAME.json, NAME.md and NAME.png")
         folders = [Path(folder).resolve() for folder in self.checkpoints.split(",")] if self.checkpoints else []
         if len(set(folders)) < len(folders):
             raise ConfigError(f"--checkpoints={self.checkpoints} names a run twice; name each run once")

@@ -33,6 +33,9 @@ def build_advice(data_dir):
 def load_manifest(data_dir):
     """Read a dataset's manifest and check that its token files are all there, at full length."""
     path = Path(data_dir) / MANIFEST
+    if Path(data_dir).is_file():
+        raise DataError(f"{data_dir} is a file, not a dataset folder; point --dataset at a folder that "
+                        f"data/prepare.py built")
     if not path.is_file():
         raise DataError(f"no dataset in {data_dir}; {build_advice(data_dir)}")
     try:

@@ -84,8 +84,8 @@ def prepare(out_dir, source=None, patterns=("*.py",), tokenizer="bpe", vocab_siz
     """
     start = time.time()
     out_dir = Path(out_dir)
-    if isinstance(patterns, str):
-        patterns = [p for p in patterns.split(",") if p]
+    if isinstance(patterns, str):  # "*.py, *.md": a space after the comma is no part of a file name
+        patterns = [p.strip() for p in patterns.split(",") if p.strip()]
     settings = check_settings(source, list(patterns), tokenizer, vocab_size, val_fraction, include_codecs,
                               codeparrot)
     with one_build_at_a_time(out_dir):  # a second build of out_dir waits here for this one, then sees it built

@@ -473,6 +473,22 @@ def test_two_builds_of_one_dataset_at_once_never_both_build(tmp_path, monkeypatc
     assert Dataset(tmp_path / "ds").manifest["settings"]["vocab_size"] == VOCAB
 
 
+def test_patterns_as_people_write_them_and_an_out_in_the_home_folder(tmp_path, monkeypatch):
+    """--patterns="*.py, *.md" (a space after the comma) reads both; --out=~/ds (which the shell leaves as it is
+    after the =) builds in the home folder, not in a folder named ~."""
+    corpus = write_corpus(tmp_path / "corpus")
+    for i in range(6):
+        (corpus / f"notes{i}.md").write_text(f"# notes {i}\n\nsome text about it, and more of it\n")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(f"--source={corpus}", "--patterns=*.py, *.md", "--out=~/ds", f"--vocab_size={VOCAB}",
+                     f"--val_fraction={VAL_FRACTION}")
+    assert result.returncode == 0, result.stderr
+    manifest = Dataset(tmp_path / "home" / "ds").manifest
+    assert manifest["settings"]["patterns"] == ["*.py", "*.md"] and not (tmp_path / "~").exists()
+    assert sum(f["path"].endswith(".md") for f in manifest["files"]) == 6
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_build_stopped_by_a_signal_says_so_in_a_line_and_leaves_nothing(tmp_path, monkeypatch, signum):
     corpus = write_corpus(tmp_path / "corpus")
