@@ -49,7 +49,7 @@ def read_prompt(prompt):
 
 
 # Below this temperature, sampling picks the likeliest token already (float32 logits differ by more than 1e-6 of
-# their size); lower ones would overflow logits / temperature to inf, whose softmax is nan.
+# their size); a lower one, which the logits divide by in float32, overflows them or rounds to 0: a softmax of nan.
 GREEDY_TEMPERATURE = 1e-30
 
 

@@ -257,7 +257,8 @@ def main(argv):
     # ignored: a process still leaving when another has ended gets torchrun's SIGTERM, which must not kill it
     with stop_signals() as stop, joined_processes(device, cfg.process_timeout) as procs, \
             lower_if_out_of_memory(f"the last checkpoint in {cfg.run_dir} is kept; lower --batch_size (and raise "
-                                   f"--grad_accum to keep the batch), --block_size, or the model (--n_layer, --n_embd)"):
+                                   f"--grad_accum to keep the batch), --block_size, or the model (--n_layer, "
+                                   f"--n_embd)"):
         final = train(cfg, ckpt, procs, stop)
     if procs.world_size > 1:
         leave_quietly()

@@ -126,7 +126,7 @@ def check_settings(source, patterns, tokenizer, vocab_size, val_fraction, includ
         raise ConfigError(f"unknown tokenizer {tokenizer!r}; choose bpe or gpt2")
     if tokenizer == "bpe" and not MIN_VOCAB <= vocab_size <= MAX_VOCAB:
         raise ConfigError(f"vocab_size={vocab_size} is out of range; choose {MIN_VOCAB}..{MAX_VOCAB} "
-                        "(256 byte tokens + at least one merge, and ids are stored as uint16)")
+                          "(256 byte tokens + at least one merge, and ids are stored as uint16)")
     if not 0 < val_fraction < 1:
         raise ConfigError(f"val_fraction={val_fraction} must be between 0 and 1, e.g. 0.05")
     if codeparrot < 0:

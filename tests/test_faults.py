@@ -559,6 +559,6 @@ def test_output_into_head_ends_in_one_line_and_an_ascii_terminal_gets_escapes(ti
                                 "--device=cpu", env=os.environ | {"PYTHONIOENCODING": "ascii"})
     assert ascii_terminal.returncode == 0, ascii_terminal.stderr  # the samples, with what ASCII lacks escaped
     assert ascii_terminal.stdout.startswith("caf\\xe9") and ascii_terminal.stdout.count("-" * 40) == 2
-    assert ascii_terminal.stderr.splitlines() == ["note: this terminal's encoding (ascii) cannot show every character "
-                                                  "of the samples: those characters are written as backslash escapes "
-                                                  "(PYTHONIOENCODING=utf-8 shows them)"]
+    assert "note: this terminal's encoding (ascii) cannot show every character of the samples: those characters " \
+           "are written as backslash escapes (PYTHONIOENCODING=utf-8 shows them)" in ascii_terminal.stderr.splitlines()
+    assert "error" not in ascii_terminal.stderr
