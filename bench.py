@@ -39,7 +39,7 @@ import torch
 
 from blocks import BLOCKS
 from blocks.parts import causal_attention, shaped_attention
-from common import run_main
+from common import lower_if_out_of_memory, run_main
 from configurator import Settings, parse_config, positive, setting
 from errors import ConfigError
 from hardware import (ATTENTION_KERNELS, EXPLICIT_MEMORY, autocast, datasheet_flops, device_name, measure_matmul_flops,
@@ -310,7 +310,9 @@ def attention(cfg, device, dtype):
         results[precision] = {}
         T = TRAIN_T
         while T <= cfg.max_T:
-            auto, rows = attention_at(T, device, precision)
+            with lower_if_out_of_memory(f"attention at T={T} does not fit on {device}" + (
+                    f"; the shorter ones are above: lower --max_T to {T // 2}" if T > TRAIN_T else "")):
+                auto, rows = attention_at(T, device, precision)
             forms = {f"{kernel}, {form}": r for (kernel, form), r in rows.items()}
             results[precision][T] = {"auto": auto, "forms": forms}
             plain = rows[(auto["plain"], "plain")]

@@ -17,6 +17,7 @@ settings is reused, an interrupted one is resumed, so running the command again 
 
 import itertools
 import json
+import math
 import statistics
 import sys
 from dataclasses import asdict, dataclass, fields, replace
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from common import pyplot, run_child, run_main
+from common import figure_file, pyplot, run_child, run_main, writable_folder
 from configurator import unknown
 from data import load_dataset
 from errors import CheckpointError, ConfigError
@@ -131,7 +132,14 @@ def finished_without_checkpoint(run):
     config = run.run_dir / "config.json"
     if not config.exists():
         return False
-    if changed_settings(saved_settings(json.loads(config.read_text()), config), run):
+    try:
+        saved = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # unreadable, not UTF-8, not JSON
+        saved = e
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{config} is damaged (not the settings train.py writes), and {run.run_dir} holds no "
+                              f"checkpoint to read them from; delete that folder to train the run again")
+    if changed_settings(saved_settings(saved, config), run):
         raise CheckpointError(f"{run.run_dir} holds a run with other settings; pick another --out_dir "
                               f"(or delete that folder)")
     rows = read_log(run.run_dir / "log.jsonl")
@@ -144,6 +152,10 @@ def summarise(run):
     if latest(rows, "val_loss") is None:
         raise CheckpointError(f"{run.run_dir / 'log.jsonl'} is missing or holds no validation loss, so {run.block} "
                               f"cannot be compared; delete {run.run_dir} and run compare.py again to retrain it")
+    if not math.isfinite(latest(rows, "val_loss")):  # logged by an earlier train.py, which let a run diverge
+        raise CheckpointError(f"the run in {run.run_dir} diverged (its last validation loss is "
+                              f"{latest(rows, 'val_loss')}), so {run.block} cannot be compared; delete {run.run_dir} "
+                              f"and run compare.py again with a lower --learning_rate")
     with torch.device("meta"):  # only the shapes, to count parameters
         model = GPT(run.model_config(load_dataset(run.dataset).vocab_size))
     # Each log row times its own interval of steps. A busy machine slows some intervals down and never
@@ -341,24 +353,24 @@ def plot(results, settings, path):
                      (f", mean and range of {len(seeds)} seeds" if len(seeds) > 1 else ""))
         by_value.legend(fontsize="small")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     print(f"wrote {path}")
 
 
 def compare(cfg, runs):
+    folder = Path(cfg.report)
+    writable_folder(folder, "--report")  # before any training, as is the plot's file
+    figure_file(cfg.plot or folder / "compare.png", "--plot")
     for run in runs:
         train_block(run.train)
     results = group_results(runs, [summarise(run.train) for run in runs])
     report = {"settings": asdict(cfg), "runs": [asdict(run.train) for run in runs], "results": results}
-    folder = Path(cfg.report)
-    folder.mkdir(parents=True, exist_ok=True)
     text = markdown(report)
     print("\n" + text)
     (folder / "compare.md").write_text(text)
     (folder / "compare.json").write_text(json.dumps(report, indent=1) + "\n")
-    plot(results, report["settings"], Path(cfg.plot) if cfg.plot else folder / "compare.png")
+    plot(results, report["settings"], Path(cfg.plot or folder / "compare.png"))
     return results
 
 

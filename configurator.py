@@ -16,15 +16,18 @@ import ast
 import dataclasses
 import difflib
 import math
+import os
 
 from errors import ConfigError
 
 
-def setting(default, help, choices=None, check=None, each=False):
+def setting(default, help, choices=None, check=None, each=False, path=False):
     """A setting: its default, a line of help, and what a value must be. choices: the values it may take (with
-    each=True, a comma-separated list of them); check: a Check such as positive."""
+    each=True, a comma-separated list of them); check: a Check such as positive; path: a path (with each=True, a
+    comma-separated list of them), where ~ is the home folder, as a shell would have it (which it does not do in
+    --out=~/x), and that may be empty only where its default is."""
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "check": check,
-                                                        "each": each})
+                                                        "each": each, "path": path})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +47,15 @@ def above(low):
 
 positive = at_least(1, "a positive integer")
 fraction = Check(lambda value: 0 <= value < 1, "in [0, 1)")
+seed_range = Check(lambda seed: -2**63 <= seed < 2**64, "a whole number from -2**63 to 2**64 - 1 (torch's seeds)")
+
+
+def is_name(text):
+    """Whether text names a file or folder within a folder (no /, and not . or ..), rather than a path."""
+    return "/" not in text and text not in (".", "..")
+
+
+a_name = Check(is_name, "a name, not a path (no /, and not . or ..)")
 
 
 class Settings:
@@ -65,6 +77,11 @@ class Settings:
                                       f"{', '.join(meta['choices'])}")
             if meta.get("check") and not meta["check"].test(value):
                 raise ConfigError(f"{f.name} must be {meta['check'].wanted}, got {value!r}")
+            if meta.get("path") and not value and f.default:  # an unset variable in $RUNS/x, a slip
+                raise ConfigError(f"--{f.name} is empty; name a folder (. for the current one)")
+            if meta.get("path"):
+                setattr(self, f.name, ",".join(map(os.path.expanduser, value.split(","))) if meta["each"]
+                        else os.path.expanduser(value))
 
 
 def usage(cls, program, others):
@@ -143,6 +160,9 @@ def parse_config(cls, argv, program, defaults=None, others=None):
     return cls(**values)
 
 
+EXITS = {"exit", "quit", "sys.exit", "os._exit", "os.abort"}  # calls that would end the script from a config file
+
+
 def read_config_file(path, values, fields, skipped):
     """The settings a config file assigns. It runs with the settings chosen so far in scope, and the other
     script's at their defaults; what it assigns to those (skipped) is skipped."""
@@ -155,6 +175,10 @@ def read_config_file(path, values, fields, skipped):
         raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8") from None
     except SyntaxError as e:
         raise ConfigError(f"config file {path}, line {e.lineno}: {e.msg}") from None
+    for node in ast.walk(tree):  # os._exit would end this process at once, without a word: refused unrun
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in EXITS:
+            raise ConfigError(f"config file {path}, line {node.lineno}, calls {ast.unparse(node.func)}(): a config "
+                              f"file assigns settings, and the script goes on after it; remove that call")
     namespace = skipped | values
     try:
         exec(compile(tree, path, "exec"), namespace)

@@ -16,6 +16,10 @@ class DataError(ValueError):
     """Bad input or an unusable dataset, explained in one line."""
 
 
+class ResourceError(RuntimeError):
+    """Not enough memory for what was asked; the message says what to lower (common.lower_if_out_of_memory)."""
+
+
 class ProcessesError(RuntimeError):
     """One of torchrun's processes lost the others: said by the process that saw it (report), not by every one."""
 

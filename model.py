@@ -240,8 +240,9 @@ class GPT(nn.Module):
                 if kv_cache:
                     cached = idx.size(1) - start
                 logits = logits[:, -1, :].float()  # (B, vocab_size)
-                # shifted by the largest first, so that a tiny temperature divides no logit into an overflow
-                logits = (logits - logits.max(dim=-1, keepdim=True).values) / temperature
+                # shifted by the largest first, so that a tiny temperature divides no logit into an overflow; one
+                # below 1e-30 (which float32 would round to 0) already picks the likeliest token, as 1e-30 does
+                logits = (logits - logits.max(dim=-1, keepdim=True).values) / max(temperature, 1e-30)
                 if top_k is not None:
                     kth_best = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
                     logits = logits.masked_fill(logits < kth_best, float("-inf"))

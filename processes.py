@@ -54,16 +54,13 @@ def stop_signals():
     After SIGHUP, what was written to the terminal, which is gone, goes nowhere: writing there would fail
     before the checkpoint is saved. Yields the Stop that the signals set."""
     stop = Stop()
-    terminals = [fd for fd in (1, 2) if os.isatty(fd)]
+    terminals = terminal_outputs()
 
     def request_stop(signum, frame):
         stop.request(signum)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         if signum == getattr(signal, "SIGHUP", None):
-            nowhere = os.open(os.devnull, os.O_WRONLY)
-            for fd in terminals:
-                os.dup2(nowhere, fd)
-            os.close(nowhere)
+            write_nowhere(terminals)
 
     previous = {signum: signal.signal(signum, request_stop) for signum in STOP_SIGNALS}
     try:
@@ -71,6 +68,19 @@ def stop_signals():
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def terminal_outputs():
+    """This process's outputs (stdout, stderr) that are a terminal: asked before a hang-up, after which they fail."""
+    return [fd for fd in (1, 2) if os.isatty(fd)]
+
+
+def write_nowhere(terminals):
+    """After SIGHUP the terminal is gone: what is written to it from now on goes to /dev/null, not into an error."""
+    nowhere = os.open(os.devnull, os.O_WRONLY)
+    for fd in terminals:
+        os.dup2(nowhere, fd)
+    os.close(nowhere)
 
 
 # -----------------------------------------------------------------------------

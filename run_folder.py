@@ -1,14 +1,17 @@
 """
 A run folder and its files, written and read in one place: ckpt.pt (the checkpoint), log.jsonl and gains.jsonl
 (the logs) and config.json (a record of the settings). train.py writes them, as the folder's one writer
-(hold_run_folder), through start_run_folder, RunLog and save_checkpoint; sample.py, probe.py and compare.py read
-them and need no lock: every file is replaced atomically, and a log only grows by whole rows (a kill can tear the
-last one, which readers skip).
+(hold_run_folder), through start_run_folder, RunLog and save_checkpoint, and a diverged run writes nothing
+(Interval.check); sample.py, probe.py and compare.py read them and need no lock: every file is replaced
+atomically, and a log only grows by whole rows (a kill can tear the last one, which readers skip).
 """
 
 import errno
 import json
+import math
 import os
+import shutil
+import string
 import sys
 import time
 from contextlib import contextmanager
@@ -17,11 +20,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from common import remedy
 from data import dataset_dir
 from data.dataset import Dataset
 from errors import CheckpointError, ConfigError
 from hardware import peak_memory
 from model import GPT, GPTConfig
+from processes import first_process
 
 try:
     import fcntl  # file locks, on Linux, macOS and the other POSIX systems
@@ -30,11 +35,15 @@ except ImportError:  # Windows: no lock (hold_run_folder says what that means)
 
 
 def run_dir(out_dir, block):
-    """The run folder an --out_dir setting names for a block: its {block} placeholder filled in."""
+    """The run folder an --out_dir setting names for a block: its {block} placeholder filled in, as it is (no
+    {block.upper}, {block[0]} or {block!r}); {{ and }} are braces."""
     try:
-        return Path(out_dir.format(block=block))
-    except (KeyError, IndexError, ValueError):
-        raise ConfigError(f"--out_dir={out_dir}: the only placeholder it may hold is {{block}}") from None
+        placeholders = {field[1:] for field in string.Formatter().parse(out_dir) if field[1] is not None}
+    except ValueError:  # a lone { or }
+        placeholders = None
+    if placeholders not in ({("block", "", None)}, set()):
+        raise ConfigError(f"--out_dir={out_dir}: the only placeholder it may hold is {{block}}")
+    return Path(out_dir.format(block=block))
 
 
 # -----------------------------------------------------------------------------
@@ -116,20 +125,6 @@ def lock_holder(folder):
 # writing
 
 
-def remedy(e, otherwise):
-    """What to do about a failed write, by its cause: room for a full disk, permissions for a refused one."""
-    code = getattr(e, "errno", None)
-    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return "make room on that disk"
-    if code == errno.EROFS:
-        return f"its filesystem is read-only: remount it writable, or {otherwise}"
-    if code in (errno.EACCES, errno.EPERM):
-        return f"this user may not write there: fix its permissions, or {otherwise}"
-    if code in (errno.ENOTDIR, errno.EEXIST):
-        return f"a file stands where a folder should be: {otherwise}"
-    return f"check that its disk is healthy and writable, or {otherwise}"
-
-
 def replace_atomically(path, write):
     """Write a file with write(f) into path.tmp, fsync it, then rename it over path: a kill at any moment
     leaves either the old or the new file, never a torn one, and the temporary file goes on every way out
@@ -141,14 +136,27 @@ def replace_atomically(path, write):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        # torch's writer reports a full disk as a RuntimeError ("unexpected pos ..."): asked before the partial file
+        # goes, the disk says whether that was it
+        full = isinstance(e, RuntimeError) and disk_is_full(path.parent)
         tmp.unlink(missing_ok=True)
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp)) from e
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def disk_is_full(folder):
+    """Whether the disk that holds folder has no room left (less than a mebibyte)."""
+    try:
+        return shutil.disk_usage(folder).free < 2**20
+    except OSError:
+        return False
 
 
 RUN_FILES = ("ckpt.pt", "log.jsonl", "gains.jsonl", "config.json")
@@ -189,9 +197,25 @@ def append_log(path, row):
     resumed run removes."""
     try:
         with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(log_line(row))
     except OSError as e:
         raise CheckpointError(unwritable(path, e)) from None
+
+
+def log_line(row):
+    """A log's row as a line of JSON, which has no NaN or infinity: a number that is not finite is written as null
+    (read_log reads it back as nan), so that every tool reads the log, not Python's alone."""
+    return json.dumps(each_number(row, lambda x: None if isinstance(x, float) and not math.isfinite(x) else x),
+                      allow_nan=False) + "\n"
+
+
+def each_number(value, change):
+    """value (a row: dicts and lists of numbers) with change applied to every number (or null) in it."""
+    if isinstance(value, dict):
+        return {key: each_number(item, change) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [each_number(item, change) for item in value]
+    return change(value)
 
 
 def unwritable(path, e):
@@ -211,12 +235,72 @@ def start_run_folder(folder, checkpoint, settings, changes):
         path = folder / name
         kept = [row for row in read_log(path) if row["step"] <= checkpoint["step"]]
         if path.exists() or name == "log.jsonl":  # gains.jsonl only for blocks that have gains
-            write_file(path, "".join(json.dumps(row) + "\n" for row in kept))
+            write_file(path, "".join(log_line(row) for row in kept))
     write_file(folder / "config.json", json.dumps(settings, indent=2) + "\n")
     if changes:
         print("continuing with changed settings: " + ", ".join(f"{key} {old} -> {new}"
                                                                  for key, (old, new) in changes.items()))
         append_log(folder / "log.jsonl", {"step": checkpoint["step"], "changed": changes})
+
+
+class Interval:
+    """The steps of a run since its last log row, which RunLog writes about: their losses, how many were skipped,
+    how long they took; and since the last checkpoint (carried over from the previous interval): the step it was
+    saved at, and how many steps were skipped. What a diverged run would write, it refuses (check)."""
+
+    def __init__(self, first_step, previous=None):
+        self.first_step, self.skipped, self.seconds = first_step, 0, 0.0
+        self.losses, self.pending = [], []  # read back to the host / still on the device
+        self.saved_at, self.skipped_unsaved = (previous.saved_at, previous.skipped_unsaved) if previous \
+            else (first_step, 0)
+
+    def add(self, loss):
+        """A step's loss: a tensor on the device, or None for a skipped step."""
+        if loss is None:
+            self.skipped += 1
+            self.skipped_unsaved += 1
+            step = self.first_step + len(self.losses) + len(self.pending) + self.skipped - 1
+            if first_process():
+                tqdm.write(f"step {step}: the loss is not finite; skipped this batch", file=sys.stderr)
+        else:
+            self.pending.append(loss)
+
+    def read_back(self, cfg):
+        """Bring the losses to the host, where a non-finite one stops the run (--on_nonfinite=stop) before
+        anything is logged or saved: the last checkpoint stays the last good one."""
+        for loss in torch.stack(self.pending).tolist() if self.pending else []:
+            if not math.isfinite(loss):
+                raise diverged(cfg, f"loss is {loss} at step {self.first_step + len(self.losses)}",
+                               "try a lower --learning_rate, or --on_nonfinite=skip")
+            self.losses.append(loss)
+        self.pending = []
+
+    def check(self, cfg, state, val_loss, saving):
+        """Stop a run that diverged before anything is logged or saved, so that the log holds finite losses and the
+        last checkpoint stays the last good one: its validation loss is not finite, or, where a checkpoint is due,
+        most of the steps since the last one were skipped (--on_nonfinite=skip), or the weights are not finite (a
+        step with a finite loss can still blow them up, and the next loss would tell too late)."""
+        step = state.step
+        if val_loss is not None and not math.isfinite(val_loss):
+            raise diverged(cfg, f"the validation loss is {val_loss} at step {step}", "try a lower --learning_rate")
+        if saving and 2 * self.skipped_unsaved > step - self.saved_at:
+            raise diverged(cfg, f"{self.skipped_unsaved} of the {step - self.saved_at} steps since the last "
+                                f"checkpoint had a non-finite loss and were skipped", "try a lower --learning_rate")
+        if saving and not finite_weights(state.model):
+            raise diverged(cfg, f"the weights are not finite at step {step}", "try a lower --learning_rate")
+        if saving:
+            self.saved_at, self.skipped_unsaved = step, 0
+
+
+def finite_weights(model):
+    """Whether every weight of model is finite (one wait for the device, not one per tensor)."""
+    return bool(torch.stack([p.isfinite().all() for p in model.parameters()]).all())
+
+
+def diverged(cfg, what, advice):
+    """The error that stops a diverged run: what went wrong, that the last checkpoint is kept, and advice."""
+    return FloatingPointError(f"{cfg.block}: {what}; stopped, and the last good checkpoint in {cfg.run_dir} is kept "
+                              f"({advice})")
 
 
 class RunLog:
@@ -230,7 +314,7 @@ class RunLog:
             tokens_per_step, flops_per_token, peaks, device
 
     def write(self, state, interval, val_loss, bar):
-        """A row for the steps of interval (a train.Interval), which ended at state.step."""
+        """A row for the steps of interval, which ended at state.step."""
         steps = len(interval.losses) + interval.skipped
         row = {"step": state.step, "lr": state.optimizer.param_groups[0]["lr"], "time": state.train_time,
                "tokens_per_sec": steps * self.tokens_per_step / interval.seconds}
@@ -293,6 +377,9 @@ def load_trained_model(run_dir):
     ckpt = load_checkpoint(Path(run_dir) / "ckpt.pt", needs=MODEL_KEYS)
     model = GPT(GPTConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
+    if not finite_weights(model):  # saved by a diverged run of an earlier train.py, which did not check
+        raise CheckpointError(f"the model in {run_dir} has weights that are not finite: its run diverged; train it "
+                              f"again with a lower --learning_rate")
     dataset = Dataset(dataset_dir(ckpt["config"]["dataset"]))
     if dataset.fingerprint != ckpt["dataset_fingerprint"]:
         raise CheckpointError(f"{dataset.data_dir} is not the build the model in {run_dir} was trained on "
@@ -317,5 +404,5 @@ def read_log(path):
         if not isinstance(row, dict) or "step" not in row:
             raise CheckpointError(f"{path}, line {number} is not a row of train.py's log ({line[:40]!r}); "
                                   f"delete that line (or the whole log) and try again")
-        rows.append(row)
+        rows.append(each_number(row, lambda x: math.nan if x is None else x))  # (log_line's null)
     return rows

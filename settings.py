@@ -12,16 +12,14 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from blocks import BLOCKS
-from configurator import (Check, Settings, above, at_least, fraction, parse_config, parse_value, positive, setting,
-                          unknown)
-from data import dataset_dir
+from configurator import (Settings, above, at_least, fraction, parse_config, parse_value, positive, seed_range,
+                          setting, unknown)
+from data import dataset_setting
 from errors import CheckpointError, ConfigError
 from hardware import ATTENTION_KERNELS
 from model import GPTConfig, ModelSettings
 from processes import first_process
 from run_folder import load_checkpoint, refuse_if_training, run_dir
-
-seed_range = Check(lambda seed: -2**63 <= seed < 2**64, "a whole number from -2**63 to 2**64 - 1 (torch's seeds)")
 
 
 @dataclass
@@ -51,7 +49,8 @@ class TrainConfig(ModelSettings):  # the model's shape settings (n_layer, n_embd
     log_interval: int = setting(25, "write a log row every this many steps", check=positive)
     checkpoint_interval: int = setting(250, "save a checkpoint every this many steps (and at the end and on Ctrl-C)",
                                        check=positive)
-    out_dir: str = setting("out/{block}", "the run folder for checkpoint, log and settings; {block} becomes the block")
+    out_dir: str = setting("out/{block}", "the run folder for checkpoint, log and settings; {block} becomes the block",
+                           path=True)
     resume: bool = setting(False, "continue the run in out_dir from its checkpoint, with the settings it was started "
                                   "with")
     allow_changes: bool = setting(False, "with --resume: continue with the settings given now where they differ "
@@ -78,8 +77,7 @@ class TrainConfig(ModelSettings):  # the model's shape settings (n_layer, n_embd
     def __post_init__(self):
         super().__post_init__()  # every setting's own check, and the model's
         run_dir(self.out_dir, self.block)  # refuses a placeholder other than {block}
-        if "/" in self.dataset:  # a path: record where it is, so that resuming elsewhere finds the same data
-            self.dataset = str(dataset_dir(self.dataset))
+        self.dataset = dataset_setting(self.dataset)  # a path made absolute: resumed elsewhere, the same data
 
     @property
     def run_dir(self):
@@ -106,8 +104,8 @@ class ExperimentSettings(Settings):
     sweep: str = setting("", "NAME=V1,V2,...: every block is trained once per value of one train.py setting, e.g. "
                              "mlp_gain=0.05,0.1,0.2, and each value gets its own row and curve; two settings, "
                              "separated by a space, give every pair of values")
-    report: str = setting("out/compare", "folder for compare.md, compare.json and compare.png")
-    plot: str = setting("", "where to draw the plot; empty: compare.png in --report")
+    report: str = setting("out/compare", "folder for compare.md, compare.json and compare.png", path=True)
+    plot: str = setting("", "where to draw the plot; empty: compare.png in --report", path=True)
     speed: bool = setting(True, "show speed (steps/s and the loss per minute); false where the runs shared the "
                                 "machine with other work, which makes their speeds meaningless")
 
@@ -117,7 +115,7 @@ class ExperimentSettings(Settings):
             if self.block_list.count(block) > 1:
                 raise ConfigError(f"--blocks names {block} twice; name each block once")
         seeds = self.seeds.split(",") if self.seeds else []
-        if not all(seed.strip().lstrip("-").isdigit() for seed in seeds) or len(set(seeds)) < len(seeds):
+        if not all(seed.strip().lstrip("-").isdigit() for seed in seeds) or len({int(s) for s in seeds}) < len(seeds):
             raise ConfigError(f"--seeds={self.seeds}: give different whole numbers separated by commas, "
                               f"e.g. --seeds=1337,1,2")
         parse_sweep(self.sweep)  # refuses a setting train.py does not have, or a value of the wrong type
@@ -131,7 +129,11 @@ class ExperimentSettings(Settings):
         return [int(seed) for seed in self.seeds.split(",")] if self.seeds else [None]
 
 
-NOT_SWEPT = {"block", "seed", "out_dir", "resume", "allow_changes", "overwrite"}  # compare.py sets these itself
+# what compare.py sets itself for each run, and so no sweep may: what to give instead
+NOT_SWEPT = {"block": "the blocks are compare.py's own setting: --blocks={values}",
+             "seed": "the seeds are compare.py's own setting: --seeds={values}",
+             **dict.fromkeys(["out_dir", "resume", "allow_changes", "overwrite"],
+                             "compare.py sets {name} itself for each run (each gets a folder of its own)")}
 
 
 def parse_sweep(sweep):
@@ -141,6 +143,8 @@ def parse_sweep(sweep):
     settings = []
     for part in sweep.split():
         name, _, values = part.partition("=")
+        if name in NOT_SWEPT:
+            raise ConfigError(f"--sweep={sweep}: {NOT_SWEPT[name].format(name=name, values=values or 'V1,V2')}")
         if name not in swept:
             raise unknown(name, swept, f"--sweep={sweep}")
         if not values:
@@ -236,6 +240,10 @@ def checkpoint_to_continue(cfg, argv):
     if changes and not cfg.allow_changes:
         raise ConfigError(f"--resume continues the run in {cfg.run_dir} exactly, but {described}; drop those flags, "
                           f"or add --allow_changes to continue with them")
+    if cfg.max_steps < ckpt["step"]:  # it would train nothing, yet record a max_steps the run is past
+        raise ConfigError(f"--max_steps={cfg.max_steps} is below step {ckpt['step']}, where the run in {cfg.run_dir} "
+                          f"is: give a larger --max_steps to train on (its checkpoint is the model at step "
+                          f"{ckpt['step']})")
     ckpt["changes"] = changes  # allowed: the run logs them
     return cfg, ckpt
 

@@ -13,7 +13,6 @@ rooms of its own: the run folder's files and its one writer (run_folder.py), the
 stop a run (processes.py), the device, precision and attention kernel (hardware.py).
 """
 
-import math
 import shlex
 import sys
 import time
@@ -24,14 +23,14 @@ from types import SimpleNamespace
 import torch
 from tqdm import tqdm
 
-from common import run_main
+from common import lower_if_out_of_memory, run_main
 from data import load_dataset
 from errors import CheckpointError, ConfigError
 from hardware import (autocast, datasheet_flops, device_name, emulation_warning,
                       measure_matmul_flops, pick_device, precision_and_kernel, set_up_device, to_device)
 from model import GPT, has_shaped_attention
 from processes import Processes, Stop, first_process, joined_processes, leave_quietly, stop_signals
-from run_folder import RunLog, hold_run_folder, save_checkpoint, start_run_folder
+from run_folder import Interval, RunLog, hold_run_folder, save_checkpoint, start_run_folder
 from settings import notes_on_resuming, run_settings
 
 
@@ -134,35 +133,6 @@ def evaluate(model, windows, batch_size, ctx, procs):
     return (procs.sum(total) / procs.sum(count)).item()
 
 
-class Interval:
-    """The steps since the last log row: their losses, how many were skipped, how long they took."""
-
-    def __init__(self, first_step):
-        self.first_step, self.skipped, self.seconds = first_step, 0, 0.0
-        self.losses, self.pending = [], []  # read back to the host / still on the device
-
-    def add(self, loss):
-        """A step's loss: a tensor on the device, or None for a skipped step."""
-        if loss is None:
-            self.skipped += 1
-            step = self.first_step + len(self.losses) + len(self.pending) + self.skipped - 1
-            if first_process():
-                tqdm.write(f"step {step}: the loss is not finite; skipped this batch", file=sys.stderr)
-        else:
-            self.pending.append(loss)
-
-    def read_back(self, cfg):
-        """Bring the losses to the host, where a non-finite one stops the run (--on_nonfinite=stop) before
-        anything is logged or saved: the last checkpoint stays the last good one."""
-        for loss in torch.stack(self.pending).tolist() if self.pending else []:
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"{cfg.block}: loss is {loss} at step {self.first_step + len(self.losses)}; "
-                                         f"stopped, and the last good checkpoint in {cfg.run_dir} is kept (try a "
-                                         f"lower --learning_rate, or --on_nonfinite=skip)")
-            self.losses.append(loss)
-        self.pending = []
-
-
 def train(cfg, ckpt=None, procs=None, stop=None):
     """Train as cfg says, continuing ckpt if given, in the processes procs (processes.Processes; this one alone if
     None), until the last step or until stop (a processes.Stop) is asked for. Returns {"step", "time",
@@ -194,10 +164,11 @@ def train(cfg, ckpt=None, procs=None, stop=None):
             bar.update()
 
             val_loss = evaluate(run.model, run.val_windows, cfg.batch_size, run.ctx, procs) if evaluating else None
+            interval.check(cfg, state, val_loss, saving=checkpointing or stopping)  # a diverged run stops here
             if procs.is_rank_0 and logging:
                 run.log.write(state, interval, val_loss, bar)
             if logging:
-                interval = Interval(state.step)
+                interval = Interval(state.step, previous=interval)
             if procs.is_rank_0 and (checkpointing or stopping):
                 save_checkpoint(cfg.run_dir / "ckpt.pt", state.checkpoint(cfg, run.data.fingerprint))
     final = run.log.last_row if procs.is_rank_0 else {}
@@ -284,7 +255,10 @@ def main(argv):
     set_up_device(device)
     # the signal handlers go on until the processes have left each other, and then under torchrun signals are
     # ignored: a process still leaving when another has ended gets torchrun's SIGTERM, which must not kill it
-    with stop_signals() as stop, joined_processes(device, cfg.process_timeout) as procs:
+    with stop_signals() as stop, joined_processes(device, cfg.process_timeout) as procs, \
+            lower_if_out_of_memory(f"the last checkpoint in {cfg.run_dir} is kept; lower --batch_size (and raise "
+                                   f"--grad_accum to keep the batch), --block_size, or the model (--n_layer, "
+                                   f"--n_embd)"):
         final = train(cfg, ckpt, procs, stop)
     if procs.world_size > 1:
         leave_quietly()
@@ -293,7 +267,10 @@ def main(argv):
             resume = shlex.join(["python", "train.py", f"--block={cfg.block}", f"--out_dir={cfg.run_dir}", "--resume"])
             print(f"stopped at step {final['step']}; checkpoint saved. Continue with: {resume}", file=sys.stderr)
         return 128 + final["stopped_by"]
-    if first_process():
+    if first_process() and ckpt is not None and ckpt["step"] == cfg.max_steps:
+        print(f"done: the run in {cfg.run_dir} had reached --max_steps={cfg.max_steps} already, so nothing was "
+              f"trained; to train on, give a larger --max_steps with --allow_changes")
+    elif first_process():
         losses = ", ".join(f"{name} {final[key]:.4f}" for name, key in (("train loss", "train_loss"),
                                                                          ("val loss", "val_loss")) if final[key])
         print(f"done: {final['step']} steps in {final['time'] / 60:.1f} min of training, {losses or 'no new loss'}; "

@@ -193,4 +193,7 @@ def load_tokenizer(data_dir):
         raise DataError(f"{data_dir / META_FILE} is damaged (not the JSON prepare.py writes); {rebuild}") from None
     if hashlib.sha256(ranks_bytes).hexdigest() != ranks_sha256:
         raise DataError(f"{data_dir / RANKS_FILE} does not match {META_FILE}; {rebuild}")
-    return Tokenizer(make_encoding(name, ranks_from_bytes(ranks_bytes), pattern))
+    try:
+        return Tokenizer(make_encoding(name, ranks_from_bytes(ranks_bytes), pattern))
+    except (ValueError, TypeError) as e:  # a pattern that does not compile, a name that is not text
+        raise DataError(f"{data_dir / META_FILE} is damaged ({(str(e).splitlines() or [''])[0]}); {rebuild}") from None

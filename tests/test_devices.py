@@ -1,7 +1,9 @@
 """Device and precision choices, on the CPU: GPUs are simulated with mocks of torch.cuda, and the CPU's bfloat16
 instructions switched on and off (the cpu_bf16 fixture)."""
 
+import errno
 import json
+import os
 import re
 import signal
 import time
@@ -398,6 +400,35 @@ def test_the_gpu_check_runs_end_to_end_at_a_tiny_size(tiny_dataset, tmp_path, mo
     summary = out[out.index("\nGPU check: cpu"):]
     assert "  cuda tests: skipped: needs a CUDA GPU\n" in summary and "  training: passed: pre_ln val loss " in summary
     assert "| throughput, compiled | passed | batch 2: sas " in (tmp_path / "cpu.md").read_text()
+
+
+def test_the_gpu_check_prints_its_summary_before_it_writes_it(tmp_path, monkeypatch, capfd):
+    """A write that fails after the work (the disk filled up meanwhile) is one line, after the summary."""
+    import gpu_check
+
+    for name in ("cuda_tests", "training", "throughput", "attention"):
+        monkeypatch.setattr(gpu_check, name, lambda *args: {"status": "passed", "summary": "fine"})
+
+    def out_of_room(path, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(gpu_check.Path, "write_text", out_of_room)
+    capfd.readouterr()
+    assert exit_status("gpu_check.py", ["--tiny", "--device=cpu", f"--out={tmp_path}"]) == 1
+    printed = capfd.readouterr()
+    assert printed.out.rstrip().endswith("  attention: passed: fine")
+    assert printed.err.splitlines()[-1].startswith("error: could not write the results to") and \
+        printed.err.splitlines()[-1].endswith("(No space left on device); the summary above is what they hold: make "
+                                              "room on that disk")
+
+
+def test_the_gpu_checks_dataset_path_is_taken_from_the_current_folder(tmp_path, monkeypatch):
+    """Its train.py runs in the repository's folder: a relative --dataset reaches it made absolute."""
+    import gpu_check
+
+    monkeypatch.chdir(tmp_path)
+    assert gpu_check.CheckConfig(tiny=True, dataset="./ds").dataset == str(tmp_path / "ds")
+    assert gpu_check.CheckConfig(tiny=True, dataset="stdlib").dataset == "stdlib"  # a name: a folder in data/
 
 
 def test_a_failing_part_of_the_gpu_check_is_reported_and_the_others_still_run(tmp_path, monkeypatch, capsys):

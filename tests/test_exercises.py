@@ -306,6 +306,106 @@ def test_depth_check_names_the_place_in_the_file_and_the_mean_and_reports_the_pr
 
 
 # -----------------------------------------------------------------------------
+# a student's file that hangs, does not import, or returns what torch cannot compare
+
+STAND_INS = '''"""Stands in for a student's files: running_mean loops for ever, shaped_attention has a syntax error,
+rank_collapse's power returns None. Loaded with -p, before exercises/conftest.py reads the time limit."""
+import importlib.abc
+import importlib.util
+import sys
+import types
+
+import exercises.checks
+
+exercises.checks.CHECK_SECONDS = 2
+
+
+def loop_for_ever(*args):
+    while True:
+        try:
+            pass
+        except Exception:  # swallows what it can: the time limit is not an Exception
+            pass
+
+
+def stand_in(name, **functions):
+    module = types.ModuleType(f"exercises.tasks.{name}")
+    module.__dict__.update(functions)
+    sys.modules[module.__name__] = module
+
+
+stand_in("running_mean", running_mean=loop_for_ever, running_mean_transposed=loop_for_ever)
+stand_in("rank_collapse", power=lambda T, n: None)
+
+
+class SyntaxErrorOnImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path, target=None):
+        return importlib.util.spec_from_loader(name, self) if name == "exercises.tasks.shaped_attention" else None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        raise SyntaxError("invalid syntax", ("exercises/tasks/shaped_attention.py", 3, 5, "x = = 1\\n"))
+
+
+sys.meta_path.insert(0, SyntaxErrorOnImport())
+'''
+
+
+def test_a_task_that_hangs_does_not_import_or_returns_none_fails_its_own_checks_in_a_line(tmp_path):
+    """python -m pytest exercises -k ..., with stand-ins for three tasks: each of their checks fails in one line
+    that says what the file did, within the time limit; collecting every check file (a syntax error used to stop
+    them all, -k or not) and the exercises not selected are untouched."""
+    (tmp_path / "stand_ins.py").write_text(STAND_INS)
+    env = {key: value for key, value in os.environ.items() if key != "NANOSAS_SOLUTIONS"}
+    env |= {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path)}
+    with open(tmp_path / "log.txt", "w") as log:
+        subprocess.run([sys.executable, "-m", "pytest", "exercises", "-q", "-p", "no:cacheprovider", "-p",
+                        "stand_ins", "-k", "running_mean or shaped_attention or power_is or best_is",
+                        f"--junit-xml={tmp_path / 'report.xml'}"], cwd=ROOT, env=env, stdout=log,
+                       stderr=subprocess.STDOUT, timeout=300)
+    results = outcomes(tmp_path)
+    assert sorted(results) == ["rank_collapse", "running_mean", "shaped_attention", "sweep"], results
+    assert "did not return within 2 s: look for a loop that never ends" in \
+        results["running_mean"]["test_running_mean_is_C_times_v"][1]
+    for check, (outcome, text) in results["shaped_attention"].items():
+        assert "exercises/tasks/shaped_attention.py, line 3 cannot be imported: SyntaxError" in text, check
+    assert "a value is None where a tensor or a number should be: does each of your functions end in `return ...`?" \
+        in results["rank_collapse"]["test_power_is_a_matrix_power"][1]
+    assert "NotImplementedError" in results["sweep"]["test_best_is_the_lowest_loss"][1]  # a task as it is given
+
+
+def test_a_tensor_of_another_dtype_or_device_or_none_is_named_as_such():
+    """What torch would say as "Double did not match Float", "not on the expected device meta" or "'NoneType'
+    object has no attribute", a check says as what the student's function returned or did."""
+    from exercises.checks import in_plain_words
+    from exercises.checks import test_running_mean as running_mean_check
+    from exercises.checks import test_shaped_attention as check
+
+    def in_float64(*inputs):
+        return check.written_out(*inputs).double()
+
+    def on_meta(*inputs):
+        return check.written_out(*inputs).to("meta")
+
+    assert failure(check.problems_with_shaped_attention(in_float64)) == \
+        "1 problem:\n  - returned float64, expected float32 (at T = 1; at T = 2; at T = 17; at T = 64)"
+    assert "returned a tensor on meta, expected cpu" in failure(check.problems_with_shaped_attention(on_meta))
+    assert "returned None, expected a tensor: is a `return` missing?" in \
+        failure(running_mean_check.problems_with_running_mean(lambda v: None))
+
+    def mixes_dtypes(q, k, v, alpha, beta, gamma):
+        return (q @ k.transpose(-2, -1).double()) @ v
+
+    with pytest.raises(RuntimeError) as raised:
+        check.problems_with_shaped_attention(mixes_dtypes)
+    assert in_plain_words(raised.value).startswith("tensors of two dtypes (float32, float64) met in one operation: "
+                                                   "make each new tensor with the dtype of the inputs")
+    assert in_plain_words(ValueError("something else")) is None
+
+
+# -----------------------------------------------------------------------------
 # a task and its solution are the same file but for what the student writes
 
 

@@ -25,10 +25,12 @@ import torch
 import data
 import run_folder
 import train
+from common import run_child
 from data.prepare import prepare
 from errors import CheckpointError, DataError
-from helpers import (ROOT, PretendProcesses, assert_error, assert_one_line_error, exit_status, run_script, signal_at, snapshot,
-                     tiny_flags, use_processes, wait_for, write_corpus)
+from helpers import (ROOT, PretendProcesses, assert_error, exit_status, run_script, signal_at,
+                     snapshot, tiny_flags, trains_in_this_process, use_processes, wait_for, write_corpus)
+from model import GPT
 from run_folder import hold_run_folder, load_checkpoint, read_log
 from settings import run_settings
 
@@ -189,19 +191,22 @@ def test_a_killed_writers_temporary_files_are_removed_and_never_taken_for_a_run(
 # torchrun
 
 
-def torchrun_workers(launcher):
-    """{rank: process id} of the training processes a torchrun process started (Linux's /proc)."""
-    workers = {}
+def children(parent):
+    """{process id: its environment's lines} of the processes that parent started (Linux's /proc)."""
+    found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            parent = int(stat.read_text().rpartition(")")[2].split()[1])
-            env = (stat.parent / "environ").read_bytes().split(b"\0")
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == parent:
+                found[int(stat.parent.name)] = (stat.parent / "environ").read_bytes().split(b"\0")
         except (OSError, ValueError, IndexError):  # gone meanwhile
             continue
-        ranks = [line[5:] for line in env if line.startswith(b"RANK=")]
-        if parent == launcher and ranks:
-            workers[int(ranks[0])] = int(stat.parent.name)
-    return workers
+    return found
+
+
+def torchrun_workers(launcher):
+    """{rank: process id} of the training processes a torchrun process started."""
+    return {int(ranks[0]): pid for pid, env in children(launcher).items()
+            if (ranks := [line[5:] for line in env if line.startswith(b"RANK=")])}
 
 
 def test_torchrun_stops_on_a_signal_as_one_process_does_and_names_a_process_that_stopped_answering(tiny_dataset,
@@ -257,6 +262,113 @@ def test_a_grad_accum_that_torchrun_cannot_share_says_what_to_pass_and_rank_0_al
     monkeypatch.setenv("RANK", "0")
     assert_error(capfd, 2, run(tiny_flags(tiny_dataset, tmp_path)), "--grad_accum=1 must be a multiple of the 2 "
                  "processes: pass --grad_accum=2 for one micro-batch of batch_size per process and step")
+
+
+# -----------------------------------------------------------------------------
+# compare.py's train.py
+
+
+def test_a_signal_to_compare_py_reaches_its_train_py_which_saves_and_the_rerun_resumes(tiny_dataset, tmp_path):
+    """compare.py as a process, its one run training slowly in its own train.py. Ctrl-C at compare.py's terminal
+    (SIGINT to its process group: the child is in a session of its own), then, once the same command has resumed
+    the run, SIGTERM to compare.py alone: each time, train.py gets the signal, saves its checkpoint at the step it
+    stopped, and compare.py waits for it and exits 128 + the signal, saying how to go on; no train.py outlives it."""
+    run_dir = tmp_path / "sas_p"
+    flags = tiny_flags(tiny_dataset, tmp_path / "{block}", max_steps=100_000, eval_interval=1000,
+                       checkpoint_interval=1000)
+    command = [sys.executable, "compare.py", *(f for f in flags if not f.startswith("--block=")), "--blocks=sas_p",
+               f"--report={tmp_path}"]
+    stopped = None  # the step the run stopped at the time before
+    for signum, send in ((signal.SIGINT, os.killpg), (signal.SIGTERM, os.kill)):
+        logged = len(read_log(run_dir / "log.jsonl"))
+        with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:  # (a pipe would fill up)
+            compare = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=err, start_new_session=True)
+        try:
+            wait_for(lambda: len(read_log(run_dir / "log.jsonl")) > logged + 2, timeout=120)
+            child, = children(compare.pid)
+            send(compare.pid, signum)
+            assert compare.wait(timeout=60) == 128 + signum, (tmp_path / "err").read_text()
+        finally:
+            os.killpg(compare.pid, signal.SIGKILL) if compare.poll() is None else None
+        assert not Path(f"/proc/{child}").exists()  # waited for: no orphan trains on
+        out, err = ((tmp_path / name).read_text() for name in ("out", "err"))
+        if signum == signal.SIGTERM:
+            assert f"sas_p: resuming the run in {run_dir} at step {stopped}" in out
+        stopped = load_checkpoint(run_dir / "ckpt.pt")["step"]
+        assert stopped == steps(run_dir)[-1] > logged
+        assert f"stopped at step {stopped}; checkpoint saved" in err
+        assert err.rstrip().endswith("compare.py stopped while sas_p trained; run the same command again to resume "
+                                     "it"), err[-500:]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_where_no_run_trains_ends_a_script_in_one_line_with_128_plus_it(tiny_dataset, tmp_path, monkeypatch,
+                                                                                 capfd, signum):
+    """compare.py between its runs (drawing its report): SIGTERM and SIGHUP end it as Ctrl-C does, in one line."""
+    import compare
+
+    monkeypatch.setattr(compare, "summarise", lambda run: signal.raise_signal(signum))
+    flags = [f for f in tiny_flags(tiny_dataset, tmp_path / "{block}", max_steps=2) if not f.startswith("--block=")]
+    trains_in_this_process(monkeypatch, compare)
+    assert_error(capfd, 128 + signum, exit_status("compare.py", [*flags, "--blocks=sas_p", f"--report={tmp_path}"]),
+                 f"error: stopped by {signum.name}; what was saved before is kept")
+    assert signal.getsignal(signum) is signal.SIG_DFL  # the script's handler goes with it
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_child_is_stopped_with_its_parent_even_if_it_finishes_all_the_same(signum):
+    """A signal to the parent is passed on; the child ignores it and finishes with 0: the parent was asked to stop,
+    and says so (128 + the signal)."""
+    child = [sys.executable, "-c", f"import signal, time; signal.signal({signum}, signal.SIG_IGN); time.sleep(1)"]
+    threading.Timer(0.5, os.kill, (os.getpid(), signum)).start()
+    assert run_child(child) == 128 + signum
+
+
+# -----------------------------------------------------------------------------
+# memory
+
+CPU_OOM = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                       "you tried to allocate 4294967296 bytes. Error code 12 (Cannot allocate memory)")
+
+
+def out_of_memory(error):
+    def raises(*args, **kwargs):
+        raise error
+    return raises
+
+
+def test_a_model_too_large_for_memory_is_one_line_saying_what_to_lower(tiny_dataset, tmp_path, monkeypatch, capfd):
+    monkeypatch.setattr(train, "GPT", out_of_memory(CPU_OOM))  # (no real one: the machine would swap first)
+    assert_error(capfd, 1, run(tiny_flags(tiny_dataset, tmp_path)), "error: out of memory (it asked for 4.0 GiB "
+                 f"more); the last checkpoint in {tmp_path} is kept; lower --batch_size (and raise --grad_accum to "
+                 "keep the batch), --block_size, or the model (--n_layer, --n_embd)")
+
+
+def test_too_many_samples_for_memory_is_one_line_saying_what_to_lower(tiny_dataset, tmp_path, monkeypatch, capfd):
+    train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path, max_steps=2)))
+    monkeypatch.setattr(GPT, "generate", out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate "
+                                                                               "20.00 GiB. GPU 0 has ...")))
+    assert_error(capfd, 1, exit_status("sample.py", [f"--out_dir={tmp_path}", "--num_samples=100000", "--device=cpu"]),
+                 "error: out of memory (it asked for 20.00 GiB more); lower --num_samples=100000 (or --max_new_tokens)")
+
+
+def test_bench_stops_at_the_first_length_that_does_not_fit_saying_what_to_lower(monkeypatch, capfd):
+    import bench
+
+    def attention_at(T, device, dtype):
+        if T > 128:
+            raise CPU_OOM
+        return {"plain": "fused", "shaped": "fused"}, {("fused", form): {"seconds": 1.0, "memory": 1}
+                                                       for form in ("plain", "shaped")}
+
+    monkeypatch.setattr(bench, "attention_at", attention_at)
+    assert_error(capfd, 1, exit_status("bench.py", ["--parts=attention", "--max_T=512", "--device=cpu",
+                                                    "--dtype=float32"]),
+                 "error: out of memory (it asked for 4.0 GiB more); attention at T=256 does not fit on cpu; the "
+                 "shorter ones are above: lower --max_T to 128")
+    monkeypatch.setattr(bench, "attention_at", out_of_memory(MemoryError()))
+    assert_error(capfd, 1, exit_status("bench.py", ["--parts=attention", "--device=cpu", "--dtype=float32"]),
+                 "error: out of memory; attention at T=128 does not fit on cpu")
 
 
 # -----------------------------------------------------------------------------
@@ -393,6 +505,28 @@ def test_a_full_disk_or_a_refusal_while_logging_or_saving_stops_in_one_line_and_
     assert steps(tmp_path) == list(range(1, 13))
 
 
+@pytest.mark.parametrize("free, advice", [(0, "(No space left on device); the previous checkpoint is kept: make "
+                                                 "room on that disk, then continue with --resume"),
+                                            (2**40, "unexpected pos 1536 vs 1472); the previous checkpoint is kept: "
+                                                    "check that its disk is healthy and writable")])
+def test_torchs_failed_write_on_a_full_disk_is_told_as_a_full_disk(tiny_dataset, tmp_path, monkeypatch, capfd,
+                                                                     free, advice):
+    """torch reports a write that failed for want of room as a RuntimeError: the disk itself says whether it is
+    full (a 5 MB tmpfs was; here its free space is told), and the advice follows."""
+    train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path, max_steps=2)))
+    checkpoint = (tmp_path / "ckpt.pt").read_bytes()
+
+    def cut_short(state, f):
+        f.write(b"part of a checkpoint")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1536 vs 1472")
+
+    monkeypatch.setattr(run_folder.torch, "save", cut_short)
+    monkeypatch.setattr(run_folder.shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(2**40, 2**40, free))
+    assert_error(capfd, 1, run(tiny_flags(tiny_dataset, tmp_path, resume=True, max_steps=4, allow_changes=True,
+                                          checkpoint_interval=1)), "could not write a checkpoint to", advice)
+    assert (tmp_path / "ckpt.pt").read_bytes() == checkpoint and not any(tmp_path.glob("*.tmp"))
+
+
 def test_a_file_rewritten_as_a_run_resumes_is_replaced_whole_or_not_at_all(tiny_dataset, tmp_path, monkeypatch,
                                                                           capfd):
     train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path, max_steps=2)))
@@ -412,7 +546,7 @@ def test_the_first_use_build_into_a_folder_it_cannot_write_is_refused_before_the
         data.load_dataset("stdlib")
 
 
-def test_output_into_head_and_onto_an_ascii_terminal_end_in_one_line(tiny_dataset, tmp_path):
+def test_output_into_head_ends_in_one_line_and_an_ascii_terminal_gets_escapes(tiny_dataset, tmp_path):
     train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path, max_steps=2)))
     (tmp_path / "long_prompt.py").write_text("x = 1\n" * 20_000)  # more than a pipe holds: sample.py must wait
     sample = [sys.executable, "sample.py", f"--out_dir={tmp_path}", f"--prompt=FILE:{tmp_path / 'long_prompt.py'}",
@@ -423,7 +557,10 @@ def test_output_into_head_and_onto_an_ascii_terminal_end_in_one_line(tiny_datase
     assert head.wait(timeout=120) == 1
     assert head.stderr.read().splitlines() == ["error: the output's reader closed it early (e.g. | head); stopped "
                                                "there (a run resumes from its last checkpoint)"]
-    ascii_terminal = run_script("sample.py", f"--out_dir={tmp_path}", "--prompt=café", "--device=cpu",
-                                env=os.environ | {"PYTHONIOENCODING": "ascii"})
-    assert_one_line_error(ascii_terminal, "this terminal's encoding (ascii) cannot show '\\xe9'",
-                          "PYTHONIOENCODING=utf-8", status=1)
+    ascii_terminal = run_script("sample.py", f"--out_dir={tmp_path}", "--prompt=café", "--num_samples=2",
+                                "--device=cpu", env=os.environ | {"PYTHONIOENCODING": "ascii"})
+    assert ascii_terminal.returncode == 0, ascii_terminal.stderr  # the samples, with what ASCII lacks escaped
+    assert ascii_terminal.stdout.startswith("caf\\xe9") and ascii_terminal.stdout.count("-" * 40) == 2
+    assert "note: this terminal's encoding (ascii) cannot show every character of the samples: those characters " \
+           "are written as backslash escapes (PYTHONIOENCODING=utf-8 shows them)" in ascii_terminal.stderr.splitlines()
+    assert "error" not in ascii_terminal.stderr

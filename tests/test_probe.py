@@ -8,6 +8,7 @@ import torch
 
 import probe
 import train
+from blocks import BLOCKS
 from blocks.parts import CausalSelfAttention, ShapedAttention, uniform_causal_matrix
 from helpers import assert_one_line_error, run_script, tiny_flags
 from settings import run_settings
@@ -165,6 +166,27 @@ def test_every_figure_of_a_trained_run_is_drawn(tiny_dataset, tmp_path, capsys):
     for figure in ("vp.png", "gains_sas_vp.png", "gains_over_training_sas_vp.png", "attention_sas_vp.png"):
         assert (tmp_path / "probe" / figure).stat().st_size > 0, figure
     assert (tmp_path / "probe" / "vp.json").exists()
+
+
+def test_names_with_a_dot_keep_files_of_their_own(tiny_dataset, tmp_path):
+    """--name=mlp_gain0.1, then --name=mlp_gain0.2: what follows the dot is a part of the name, not a file type."""
+    for name in ("mlp_gain0.1", "mlp_gain0.2"):
+        probe.probe(probe.ProbeConfig(dataset=tiny_dataset, blocks="pre_ln", n_layer=2, n_embd=32, n_head=2,
+                                      block_size=32, batch_size=2, out=str(tmp_path), name=name, device="cpu"))
+    assert sorted(path.name for path in tmp_path.iterdir()) == \
+        [f"mlp_gain0.{i}.{kind}" for i in (1, 2) for kind in ("json", "md", "png")]
+
+
+def test_runs_of_one_folder_name_keep_figures_of_their_own_and_no_blocks_means_every_block(tiny_dataset, tmp_path):
+    """results/ladder/sas_p beside out/sas_p: the figures take as much of each path as tells the runs apart."""
+    for parent in ("ladder", "out"):
+        train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path / parent / "sas_p", max_steps=2)))
+    probe.probe(probe.ProbeConfig(checkpoints=f"{tmp_path}/ladder/sas_p,{tmp_path}/out/sas_p", out=str(tmp_path / "p"),
+                                  device="cpu"))
+    assert sorted(path.name for path in (tmp_path / "p").glob("gains_*")) == \
+        ["gains_ladder-sas_p.png", "gains_out-sas_p.png", "gains_over_training_ladder-sas_p.png",
+         "gains_over_training_out-sas_p.png"]
+    assert probe.ProbeConfig(blocks="").block_list == list(BLOCKS)  # as compare.py's --blocks
 
 
 def test_a_run_without_gains_or_shaped_attention_gets_only_its_signal_figure(tiny_dataset, tmp_path):

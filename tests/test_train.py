@@ -2,10 +2,12 @@
 
 import errno
 import json
+import math
 import re
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -129,12 +131,59 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_dataset, t
 
 
 def test_skipped_steps_are_logged_as_skipped_not_as_a_loss(tiny_dataset, tmp_path, monkeypatch):
-    poison_step(monkeypatch, {2, 3, 4, 5})
+    poison_step(monkeypatch, {2, 3, 4})  # 3 of the 6 steps up to the first checkpoint: not most of them
     final = train.train(*tiny_config(tiny_dataset, tmp_path, log_interval=2, on_nonfinite="skip"))
     rows = read_log(tmp_path / "log.jsonl")
     assert [(row["step"], row.get("skipped"), "train_loss" in row) for row in rows[:4]] == \
-        [(2, None, True), (4, 2, False), (6, 2, False), (8, None, True)]
+        [(2, None, True), (4, 2, False), (6, 1, True), (8, None, True)]
     assert final["step"] == 12 and final["train_loss"] == rows[-1]["train_loss"]
+
+
+def test_a_diverging_run_stops_before_it_logs_or_saves_what_is_not_finite(tiny_dataset, tmp_path, monkeypatch,
+                                                                          capfd):
+    """Most of the steps since the last checkpoint skipped (--on_nonfinite=skip), or a validation loss that is not
+    finite: the run stops where it would log or save, in one line, exit 1, and the last good checkpoint is kept.
+    The log is JSON to every tool: no NaN in it."""
+    with monkeypatch.context() as poisoned:
+        poison_step(poisoned, {6, 7, 8, 9})  # steps 7 to 10: 4 of the 6 after the checkpoint at step 6
+        assert_error(capfd, 1, exit_status("train.py", tiny_flags(tiny_dataset, tmp_path, on_nonfinite="skip")),
+                     "sas_p: 4 of the 6 steps since the last checkpoint had a non-finite loss and were skipped; "
+                     f"stopped, and the last good checkpoint in {tmp_path} is kept (try a lower --learning_rate)")
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 6
+    monkeypatch.setattr(train, "evaluate", lambda *args: float("nan"))
+    assert_error(capfd, 1, exit_status("train.py", tiny_flags(tiny_dataset, tmp_path, resume=True)),
+                 "sas_p: the validation loss is nan at step 12; stopped, and the last good checkpoint")
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 6
+    for line in (tmp_path / "log.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in the log: {line}"))
+    assert "val_loss" not in read_log(tmp_path / "log.jsonl")[-1]
+
+
+def test_weights_blown_up_by_a_step_with_a_finite_loss_are_never_saved(tiny_dataset, tmp_path, monkeypatch, capfd):
+    """An update whose loss was finite can still make the weights NaN (inf gradients): the checkpoint due at that
+    step is not written, and the last good one stays."""
+    step = train.train_step
+
+    def blowing_up(model, state, *args):
+        loss = step(model, state, *args)
+        if state.step == 7:  # the 8th step's update
+            with torch.no_grad():
+                next(state.model.parameters()).fill_(float("nan"))
+        return loss
+
+    monkeypatch.setattr(train, "train_step", blowing_up)
+    assert_error(capfd, 1, exit_status("train.py", tiny_flags(tiny_dataset, tmp_path, checkpoint_interval=8,
+                                                              eval_interval=100)),
+                 "sas_p: the weights are not finite at step 8; stopped, and the last good checkpoint")
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 0
+
+
+def test_a_log_row_holds_null_for_a_number_that_is_not_finite_and_is_read_back_as_nan(tmp_path):
+    run_folder.append_log(tmp_path / "gains.jsonl", {"step": 1, "alpha": [1.0, float("nan")], "beta": float("-inf")})
+    line = (tmp_path / "gains.jsonl").read_text()
+    assert json.loads(line, parse_constant=pytest.fail) == {"step": 1, "alpha": [1.0, None], "beta": None}
+    row, = read_log(tmp_path / "gains.jsonl")
+    assert row["alpha"][0] == 1.0 and math.isnan(row["alpha"][1]) and math.isnan(row["beta"])
 
 
 def test_overwrite_then_an_early_failure_never_mixes_two_runs(tiny_dataset, tmp_path, monkeypatch):
@@ -165,6 +214,12 @@ def test_resume_refuses_changed_settings_unless_allowed(tiny_dataset, tmp_path, 
     changed = [row for row in read_log(tmp_path / "log.jsonl") if "changed" in row]
     assert changed == [{"step": 6, "changed": {"max_steps": [6, 10]}}]
     assert json.loads((tmp_path / "config.json").read_text())["max_steps"] == 10
+
+
+def test_resuming_a_finished_run_says_that_nothing_was_trained(finished_run, capsys):
+    assert exit_status("train.py", [f"--out_dir={finished_run}", "--resume"]) == 0
+    assert f"done: the run in {finished_run} had reached --max_steps=12 already, so nothing was trained" in \
+        capsys.readouterr().out
 
 
 def test_a_failed_checkpoint_write_keeps_the_previous_one(tiny_dataset, tmp_path, monkeypatch):
@@ -278,6 +333,33 @@ def test_sample_says_how_fast_it_generated_and_the_cache_changes_no_greedy_token
         outputs[kv_cache] = out
         assert re.fullmatch(r"generated 80 tokens in [\d.]+ s: [\d,]+ tokens/s \((with|without) a KV cache\)\n", err)
     assert outputs["true"] == outputs["false"]  # past block_size (32): the window moved, with and without the cache
+
+
+def test_a_path_setting_takes_the_home_folder_as_a_shell_would(finished_run, tmp_path, monkeypatch, capsys):
+    """--out_dir=~/runs: the shell leaves a ~ after = as it is; the setting expands it, as it does a prompt file's."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert parse_train_settings(["--out_dir=~/runs/{block}"]).run_dir == tmp_path / "runs" / "pre_ln"
+    (tmp_path / "prompt.py").write_text("import os\n")
+    cfg = sample.SampleConfig(out_dir=str(finished_run), prompt="FILE:~/prompt.py", num_samples=1, max_new_tokens=2,
+                              device="cpu")
+    sample.sample(cfg)
+    assert capsys.readouterr().out.startswith("import os\n")
+
+
+def test_a_prompt_of_bytes_that_are_not_utf8_is_shown_escaped(finished_run, capsys):
+    """A prompt from a terminal in another encoding reaches Python as lone surrogates: they are shown as escapes."""
+    sample.sample(sample.SampleConfig(out_dir=str(finished_run), prompt="caf\udce9", num_samples=1, max_new_tokens=2,
+                                      device="cpu"))
+    out, err = capsys.readouterr()
+    assert out.startswith("caf\\udce9") and err.startswith("note: the prompt holds bytes that are not UTF-8 text: "
+                                                            "those characters are written as backslash escapes\n")
+
+
+def test_sample_at_a_temperature_too_low_to_divide_by_picks_the_likeliest_token(finished_run):
+    """logits / 1e-300 would be inf, and its softmax nan: sampling that cold is greedy (as top_k=1 is)."""
+    cfg = sample.SampleConfig(out_dir=str(finished_run), num_samples=2, max_new_tokens=10, temperature=1e-300,
+                              device="cpu")
+    assert sample.sample(cfg) == sample.sample(replace(cfg, temperature=1.0, top_k=1))
 
 
 def test_sample_cli_reads_a_prompt_file(finished_run, tmp_path):

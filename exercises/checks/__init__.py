@@ -11,11 +11,20 @@ graded: its check only makes sure it has the right form, and note() reports it n
 measurement at the end of the run. The functions that
 collect them (problems_*) take the student's code as an argument, so tests/test_exercises.py can
 feed them known mistakes and make sure the messages name them.
+
+Whatever the student's file does, a check ends in a line that says what: a file that does not import
+fails its own exercise's checks only (the module is imported when a check first uses it), a
+function that never returns fails after CHECK_SECONDS (time_limit), and torch's own words for a
+tensor of the wrong dtype or device, or for None, become what the student's code did (in_plain_words).
 """
 
 import importlib
 import os
+import signal
+import threading
+from contextlib import contextmanager
 
+import pytest
 import torch
 
 
@@ -24,8 +33,77 @@ def graded_folder():
 
 
 def under_test(name):
-    """The module a check grades: exercises/tasks/<name>.py, or its solution when NANOSAS_SOLUTIONS=1."""
-    return importlib.import_module(f"exercises.{graded_folder()}.{name}")
+    """The module a check grades: exercises/tasks/<name>.py, or its solution when NANOSAS_SOLUTIONS=1, imported
+    when a check first uses it."""
+    return Graded(f"exercises.{graded_folder()}.{name}")
+
+
+class Graded:
+    """A module imported on first use: a task file with a syntax error (or one that fails as it is imported) fails
+    the checks of its own exercise, each in one line, and every other exercise is checked, with -k too."""
+
+    def __init__(self, module_name):
+        self._module_name = module_name
+
+    def __getattr__(self, name):
+        if name.startswith("_"):  # what pytest asks of every module-level name as it collects: not the student's
+            raise AttributeError(name)
+        try:
+            module = importlib.import_module(self._module_name)
+        except Exception as e:  # a SyntaxError, or any error at the top level of the student's file
+            where = self._module_name.replace(".", "/") + ".py"
+            line = f", line {e.lineno}" if isinstance(e, SyntaxError) else ""
+            pytest.fail(f"{where}{line} cannot be imported: {type(e).__name__}: {e}", pytrace=False)
+        return getattr(module, name)
+
+
+CHECK_SECONDS = 30  # the longest check takes about 3 s on a busy 2-core CPU
+
+
+class TookTooLong(BaseException):
+    """A check that ran out of time. Not an Exception: a student's `except Exception` in the loop cannot keep it."""
+
+
+@contextmanager
+def time_limit(seconds):
+    """Fail the with-block if it has not ended within seconds: a function of the student's that never returns
+    (a loop whose condition never changes) ends its check, not the whole run. It takes SIGALRM, which POSIX
+    systems have: elsewhere (Windows) there is no limit, and Ctrl-C stops a check that hangs."""
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TookTooLong(f"your function did not return within {seconds} s: look for a loop that never ends")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+TORCH_WORDS = [  # (what torch's message says, what the student's code did and what to do)
+    (("did not match", "expected scalar type", "same dtype", "of scalar type"),
+     "tensors of two dtypes (float32, float64) met in one operation: make each new tensor with the dtype of the "
+     "inputs, e.g. torch.eye(T, dtype=x.dtype)"),
+    (("expected device", "same device"),
+     "tensors on two devices met in one operation: make each new tensor on the inputs' device, e.g. "
+     "torch.eye(T, device=x.device)"),
+    (("NoneType",),
+     "a value is None where a tensor or a number should be: does each of your functions end in `return ...`?"),
+]
+
+
+def in_plain_words(error):
+    """What the student's code did, where torch (or Python) says it in its own words; None for another error."""
+    if isinstance(error, (RuntimeError, TypeError, AttributeError)):
+        for words, meaning in TORCH_WORDS:
+            if any(word in str(error) for word in words):
+                return f"{meaning} ({type(error).__name__}: {(str(error).splitlines() or [''])[0]})"
+    return None
 
 
 NOTES = {}  # {heading: [line, ...]}: what the checks tell the student besides pass or fail; conftest.py prints it
@@ -76,8 +154,21 @@ def assert_none(problems):
 
 
 def close(a, b, atol=1e-5, rtol=1e-5):
-    """torch.allclose that is False, rather than an error, when the shapes differ."""
-    return a.shape == b.shape and torch.allclose(a, b, atol=atol, rtol=rtol)
+    """torch.allclose that is False, rather than an error, when a is not a tensor like b (unlike)."""
+    return unlike(a, b) is None and torch.allclose(a, b, atol=atol, rtol=rtol)
+
+
+def unlike(got, expected):
+    """What makes got unlike the tensor expected before any value is compared: not a tensor, or another dtype,
+    device or shape; None if nothing does."""
+    if not isinstance(got, torch.Tensor):
+        return f"returned {got!r:.40}, expected a tensor" + (": is a `return` missing?" if got is None else "")
+    for what, mine, theirs in (("", got.dtype, expected.dtype), ("a tensor on ", got.device, expected.device)):
+        if mine != theirs:
+            return f"returned {what}{str(mine).removeprefix('torch.')}, expected {str(theirs).removeprefix('torch.')}"
+    if got.shape != expected.shape:
+        return f"shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
+    return None
 
 
 def diagnose(got, expected, mistakes, where, atol=1e-5):
@@ -87,8 +178,8 @@ def diagnose(got, expected, mistakes, where, atol=1e-5):
     """
     if close(got, expected, atol=atol, rtol=atol):
         return []
-    if got.shape != expected.shape:
-        return [(where, f"shape {tuple(got.shape)}, expected {tuple(expected.shape)}")]
+    if difference := unlike(got, expected):
+        return [(where, difference)]
     for hint, result in mistakes.items():
         if close(got, result, atol=atol, rtol=atol):
             return [(where, hint)]

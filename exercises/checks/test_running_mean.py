@@ -34,7 +34,7 @@ def problems_with_running_mean(running_mean):
                         v.cumsum(-2) / arange_column(T, 0),
                     "the sum runs over the wrong dimension: positions are dim -2": v.cumsum(-1) / positions,
                     "that is C^T v, the running sum from the end": (v / positions).flip(-2).cumsum(-2).flip(-2)}
-        problems += diagnose(running_mean(v).double(), C(T) @ v, mistakes, f"shape {shape}", atol=1e-7)
+        problems += diagnose(running_mean(v), C(T) @ v, mistakes, f"shape {shape}", atol=1e-7)
     return problems
 
 
@@ -51,8 +51,7 @@ def problems_with_transposed(transposed):
                     "no division: C^T g sums g_i / (i + 1), not g_i": g.flip(-2).cumsum(-2).flip(-2),
                     "flipped back too soon or not at all: flip, cumsum, then flip the result back":
                         (g / positions).flip(-2).cumsum(-2)}
-        problems += diagnose(transposed(g).double(), C(T).T @ g, mistakes, f"shape {shape}",
-                             atol=1e-7)
+        problems += diagnose(transposed(g), C(T).T @ g, mistakes, f"shape {shape}", atol=1e-7)
     return problems
 
 
