@@ -230,6 +230,25 @@ def test_tutorial_diffs_match_the_block_files():
                 assert line[1:] in new_lines and line[1:] not in old_lines, line
 
 
+def markdown_files():
+    """Every markdown file of the repository."""
+    return sorted(path for path in ROOT.rglob("*.md") if not any(part.startswith(".") for part in path.parts))
+
+
+def test_math_renders_on_github():
+    """GitHub applies Markdown's backslash escapes inside $...$ and $$...$$ before MathJax sees them, so \\, shows
+    as a comma and \\{ as a brace (github/markup#1547). Its safe forms: a ```math block for a displayed equation,
+    and $`...`$ inline. So no $$ at all, and no backslash before punctuation inside $...$."""
+    for path in markdown_files():
+        text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)  # code blocks, ```math ones too
+        text = re.sub(r"\$`.*?`\$", "", text)  # math in the safe inline form
+        text = re.sub(r"`[^`\n]*`", "", text)  # inline code
+        assert "$$" not in text, f"{path.relative_to(ROOT)}: a $$ equation; write it as a ```math block"
+        for math in re.findall(r"\$([^$\n]+)\$", text):
+            assert not re.search(r"\\[^A-Za-z0-9\s]", math), \
+                f"{path.relative_to(ROOT)}: ${math}$ has a backslash before punctuation; write it as $`...`$"
+
+
 def test_ci_runs_exactly_the_readme_test_command():
     readme_commands = commands("README.md")
     ci_commands = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
