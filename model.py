@@ -128,27 +128,40 @@ class GPT(nn.Module):
                 module.reset_parameters()
         for module in self.modules():
             if isinstance(module, ShapedAttention):
-                n_embd = module.c_qk.in_features
-                nn.init.zeros_(module.c_qk.weight[:n_embd])  # W_Q: the first half of the fused QK
-                nn.init.ones_(module.alpha)
-                if module.gamma is None:  # Eq. 4, alpha I + beta A
-                    nn.init.zeros_(module.beta)
-                else:  # Eq. 5, alpha I + beta A - gamma C
-                    nn.init.ones_(module.beta)
-                    nn.init.ones_(module.gamma)
-                if isinstance(module.c_v, nn.Linear):
-                    nn.init.orthogonal_(module.c_v.weight)
-                    nn.init.orthogonal_(module.c_proj.weight)
-                learned_around_identity = isinstance(module.c_proj, IdentityPlusLinear)  # sas_vp, every layer
-                for matrix in (module.c_v, module.c_proj):
-                    if isinstance(matrix, IdentityPlusLinear):
-                        nn.init.zeros_(matrix.delta.weight)
-                        nn.init.ones_(matrix.alpha)
-                        nn.init.constant_(matrix.beta, self.config.vp_gain if learned_around_identity else 1.0)
-                        if matrix.base is not None:
-                            nn.init.orthogonal_(matrix.base)
-        # A block's own parameters (not its parts') are its branch gains. A block file that adds
-        # one must give it a starting value here: an unknown name stops the model being built.
+                self.init_shaped_attention(module)
+        self.init_branch_gains()
+
+    @torch.no_grad()
+    def init_shaped_attention(self, attn):
+        """Shaped attention's start: its matrix alpha I + beta A - gamma C is exactly the identity (§4.1). W_Q and
+        its bias start at zero, so every logit is zero and A = C; with beta = gamma = 1 the two cancel, and alpha = 1
+        leaves I. Eq. 4's alpha I + beta A has no - gamma C to cancel A: beta starts at 0. Dense W_V, W_P start
+        orthogonal (the V-SkipInit baseline), and W = alpha B + beta dW starts as B, with dW at zero (Eq. 6)."""
+        n_embd = attn.c_qk.in_features
+        nn.init.zeros_(attn.c_qk.weight[:n_embd])  # W_Q: the first half of the fused QK (its bias is zero already)
+        nn.init.ones_(attn.alpha)
+        if attn.gamma is None:  # Eq. 4, alpha I + beta A
+            nn.init.zeros_(attn.beta)
+        else:  # Eq. 5, alpha I + beta A - gamma C
+            nn.init.ones_(attn.beta)
+            nn.init.ones_(attn.gamma)
+        if isinstance(attn.c_v, nn.Linear):
+            nn.init.orthogonal_(attn.c_v.weight)
+            nn.init.orthogonal_(attn.c_proj.weight)
+        learned_around_identity = isinstance(attn.c_proj, IdentityPlusLinear)  # sas_vp, every layer
+        for matrix in (attn.c_v, attn.c_proj):
+            if isinstance(matrix, IdentityPlusLinear):
+                nn.init.zeros_(matrix.delta.weight)
+                nn.init.ones_(matrix.alpha)
+                nn.init.constant_(matrix.beta, self.config.vp_gain if learned_around_identity else 1.0)
+                if matrix.base is not None:
+                    nn.init.orthogonal_(matrix.base)
+
+    @torch.no_grad()
+    def init_branch_gains(self):
+        """The gains on a block's branches and skips, its own parameters (not its parts'): beta_SA and alpha_FF at
+        one, beta_FF small, O(1/sqrt(depth)), to make up for the skip's implicit downweighting (§4.1). A block file
+        that adds a gain must give it a starting value here: an unknown name stops the model being built."""
         branch_gains = {"beta_sa": 1.0, "alpha_ff": 1.0, "beta_ff": self.config.mlp_gain}
         for block in self.blocks:
             for name, gain in block.named_parameters(recurse=False):

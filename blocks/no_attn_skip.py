@@ -4,13 +4,14 @@ no_attn_skip: ladder step 1. Shaped attention replaces the attention skip (§4.1
     X^  = beta_SA * ShA(N1(X))
     out = alpha_FF * X^ + beta_FF * MLP(N2(X^))
 
-ShA starts as the identity, so at initialisation X^ = N1(X): the sub-block
-passes the signal through as the skip used to. The MLP branch is downweighted
-(beta_FF = 0.1 < alpha_FF = 1, Stable-ResNet style) to make up for the lost
-implicit downweighting of the skip. W_V and W_P stay dense, orthogonally
-initialised and trainable: this is the paper's V-SkipInit baseline (Fig. 2),
-built as the official code builds it, with shaped rather than V-SkipInit
-attention. All gains are trainable; alpha_FF only in the official code.
+ShA's attention matrix starts as the identity, and W_V and W_P as orthogonal
+matrices, so at initialisation X^ = N1(X) W_V W_P: an orthogonal map of N1(X),
+which keeps the lengths and angles of the positions as the skip did. The MLP
+branch is downweighted (beta_FF = 0.1 < alpha_FF = 1, Stable-ResNet style) to
+make up for the lost implicit downweighting of the skip. W_V and W_P stay dense
+and trainable: this is the paper's V-SkipInit baseline (Fig. 2), built as the
+official code builds it, with shaped rather than V-SkipInit attention. All gains
+are trainable; alpha_FF only in the official code.
 """
 
 import torch

@@ -55,17 +55,11 @@ class MLP(nn.Module):
 
 
 class IdentityPlusLinear(nn.Module):
-    """x -> x (alpha I + beta dW): a matrix reparameterised around the identity (Eq. 6).
+    """x -> x (alpha W_init + beta dW), W_init = I or a fixed orthogonal O: a matrix around W_init (Eq. 6).
 
-    sas_vp has W_V and W_P in this form in every layer. The SAS blocks fix them to
-    I, except W_V in the first layer, where the official code keeps this trainable
-    form (§4.2: it is the only layer whose learned dW stays non-negligible).
-    With orthogonal_base, a fixed random orthogonal matrix O takes the place of I,
-    x -> x (alpha O + beta dW): the comparison of the paper's Fig. 3 (the official code's
-    val_init_type=orth). O is a buffer, saved with the model.
-    With trainable_gains=False, alpha and beta stay where GPT.init_weights put them and only
-    dW trains: Fig. 3's model (the official code's trainable_value_gains=false). They stay
-    parameters, so that the gains log shows them.
+    sas_vp's W_V and W_P in every layer, and the first layer's W_V in the SAS blocks (as the official code).
+    orthogonal_base: O (a buffer, saved with the model) for Fig. 3's comparison. trainable_gains=False: alpha
+    and beta stay at their start and dW alone trains (Fig. 3); they stay parameters, so the gains log shows them.
     """
 
     def __init__(self, dim, orthogonal_base=False, trainable_gains=True):
@@ -137,8 +131,10 @@ class ShapedAttention(CausalSelfAttention):
 
     alpha, beta, gamma are trainable, one per head. W_Q starts at zero, so the
     logits are zero, A = C and the attention matrix is exactly the identity at
-    initialisation: the sub-block passes its input straight through, which is
-    what the removed skip connection used to guarantee (§4.1).
+    initialisation (§4.1). With identity values (sas and after) the sub-block then
+    passes its input straight through, as the removed skip connection did; with
+    dense orthogonal W_V, W_P (no_attn_skip) it starts as an orthogonal map, which
+    keeps the lengths of the positions and the angles between them.
 
     With centred=False (the v_skipinit block), or config.attn_matrix="v_skipinit" (any shaped block),
     there is no gamma C: the matrix is Value-SkipInit's alpha I + beta A (Eq. 4; He et al., 2023),
@@ -205,20 +201,11 @@ def causal_attention(q, k, v, kernel="fused"):
 
 
 def shaped_attention(q, k, v, alpha, beta, gamma=None, kernel="fused"):
-    """Causal shaped attention (Eq. 5), per head (alpha I + beta A - gamma C) v; Eq. 4's alpha I + beta A with
-    gamma None. q, k, v: (B, nh, T, hs); alpha, beta, gamma: (nh,).
-
-    Two forms, one per attention kernel, each the cheaper one where its kernel is (hardware.pick_attention):
-    fused, without a T x T matrix, each of the three terms in its O(T) form:
-        I v  = v
-        A v  = torch's fused scaled_dot_product_attention (flash / memory-efficient kernels)
-        C v  = running mean of v over positions <= t, since C[i, j] = 1/(i+1) for j <= i
-    explicit, the official code's: the matrix alpha I - gamma C is the same for every sequence, so (alpha I +
-    beta A - gamma C) v is one matrix product with beta A plus that constant.
-    Either way the sum is taken in float32, the residual stream's precision, even when q, k, v are bfloat16
-    under autocast: C v's running sum does not drift over long sequences, and the gains' gradients are summed
-    in float32 rather than rounded to bfloat16. Returns float32 (B, nh, T, hs), or float64 for float64 inputs
-    (probe.py measures in float64). The tests hold both forms to the matrix built whole, term by term.
+    """Causal shaped attention, per head (alpha I + beta A - gamma C) v (Eq. 5); alpha I + beta A without gamma
+    (Eq. 4). q, k, v: (B, nh, T, hs); alpha, beta, gamma: (nh,). Returns (B, nh, T, hs) in float32 (float64 for
+    float64 inputs), the residual stream's precision, even for bfloat16 q, k, v under autocast.
+    fused kernel, no T x T matrix:  I v = v,  A v = torch's fused attention (SDPA),  C v = the running mean of v
+    explicit kernel, the official code's form: one product with the matrix beta A + (alpha I - gamma C)
     """
     precision = torch.promote_types(v.dtype, torch.float32)  # float32, or float64 for a float64 v
     if kernel == "explicit":

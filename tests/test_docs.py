@@ -19,7 +19,9 @@ How a page states a measured result, so that these tests can hold it to its sour
 """
 
 import ast
+import contextlib
 import importlib.metadata
+import io
 import json
 import os
 import re
@@ -203,17 +205,27 @@ def test_every_file_shown_is_the_file():
     assert shown >= 6
 
 
+PRINTED = re.compile(r"^```python\n(.*?)^```\n\n<!-- output -->\n```text\n(.*?)^```$", flags=re.S | re.M)
+
+
 @pytest.mark.parametrize("doc", DOCS)
 def test_every_python_block_runs(doc, monkeypatch):
     """Each python block a page shows, other than the repository's own code, runs as a script of its own would,
-    from the repository's root (in this process, in a namespace of its own)."""
+    from the repository's root (in this process, in a namespace of its own). A block followed by
+    <!-- output --> and a text block must print exactly that text."""
     monkeypatch.chdir(ROOT)
-    shown = {code for _, _, code in SHOWN.findall((ROOT / doc).read_text())}  # the repository's own code
+    text = (ROOT / doc).read_text()
+    shown = {code for _, _, code in SHOWN.findall(text)}  # the repository's own code
+    printed = dict(PRINTED.findall(text))
     for code in sorted(set(fenced_blocks(doc, "python")) - shown):
+        out = io.StringIO()
         try:
-            exec(compile(code, f"<a python block of {doc}>", "exec"), {"__name__": "__main__"})
+            with contextlib.redirect_stdout(out):
+                exec(compile(code, f"<a python block of {doc}>", "exec"), {"__name__": "__main__"})
         except Exception as e:
             raise AssertionError(f"{doc}:\n{code}\n{type(e).__name__}: {e}") from e
+        if code in printed:
+            assert out.getvalue() == printed[code], f"{doc}: the output shown differs from what this prints:\n{code}"
 
 
 def test_tutorial_diffs_match_the_block_files():
@@ -385,3 +397,44 @@ def test_every_checked_number_is_its_source():
                 assert written_as(number, value), f"{page}: {number} is {value} ({expression})"
                 checked += 1
     assert checked >= 10
+
+
+# -----------------------------------------------------------------------------
+# the tutorial's reading time
+
+READING_WORDS_PER_MINUTE, CODE_LINES_PER_MINUTE = 200, 20
+
+
+def reading_minutes(text):
+    """Minutes to read a piece of a page: its prose words (folded ones too, tables too) at 200 a minute, plus its
+    lines of code at 20 a minute. A mermaid block is a figure, not code to read; comments are not shown."""
+    text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```", text, flags=re.S | re.M)
+    code = sum(len(body.splitlines()) for language, body in blocks if language != "mermaid")
+    prose = re.sub(r"^```\w*\n.*?^```", "", text, flags=re.S | re.M)
+    return len(re.findall(r"\S+", prose)) / READING_WORDS_PER_MINUTE + code / CODE_LINES_PER_MINUTE
+
+
+def tutorial_sections():
+    """{section number: its text} of tutorial.md's numbered sections."""
+    text = (ROOT / "tutorial.md").read_text()
+    starts = [(int(m.group(1)), m.start()) for m in re.finditer(r"^## (\d+)\.", text, flags=re.M)]
+    ends = [start for _, start in starts[1:]] + [text.index("<a id=\"references\">")]
+    return {number: text[start:end] for (number, start), end in zip(starts, ends)}
+
+
+def test_the_tutorial_reads_in_45_minutes_up_to_the_whole_ladder():
+    sections = tutorial_sections()
+    assert sum(reading_minutes(sections[n]) for n in range(9)) <= 45
+
+
+def test_the_contents_say_how_long_each_section_takes_to_read():
+    """The contents table's reading minutes are each section's, rounded (a range of sections: their sum)."""
+    sections = tutorial_sections()
+    contents = (ROOT / "tutorial.md").read_text().partition("## 0.")[0]
+    rows = re.findall(r"^\| \[(\d+)\]\(#[\w-]+\)(?: to \[(\d+)\]\(#[\w-]+\))? \|[^|]*\| (\d+) min \|", contents,
+                      flags=re.M)
+    assert len(rows) >= 9
+    for first, last, minutes in rows:
+        numbers = range(int(first), int(last or first) + 1)
+        assert max(1, round(sum(reading_minutes(sections[n]) for n in numbers))) == int(minutes), (first, last)
