@@ -88,9 +88,9 @@ def test_every_check_passes_on_the_solutions(graded):
 
 def test_predictions_are_reported_at_the_end_of_the_run(graded_folders):
     log = (graded_folders["solutions"] / "log.txt").read_text()
-    assert "exercise 2, attention_skip: your prediction next to the measurement (not graded)" in log
+    assert "exercise 4, attention_skip: your prediction next to the measurement (not graded)" in log
     assert "no_attn_skip_unshaped   predicted 'collapsed'  measured 1.00 (collapsed): as predicted" in log
-    assert "exercise 14, depth: your prediction next to results/depth/compare.json (not graded)" in log
+    assert "exercise 13, depth: your prediction next to results/depth/compare.json (not graded)" in log
 
 
 # -----------------------------------------------------------------------------

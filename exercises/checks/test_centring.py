@@ -1,4 +1,4 @@
-"""Checks for exercise 13: Eq. 4 and Eq. 5 at zero logits, the attention's gradients step by step in tiny
+"""Checks for exercise 6: Eq. 4 and Eq. 5 at zero logits, the attention's gradients step by step in tiny
 v_skipinit and no_attn_skip models, and the derived first step at which W_Q and W_K learn."""
 
 import functools

@@ -1,4 +1,4 @@
-"""Checks for exercise 8: sas without its MLP skip, its output at initialisation, and a few training steps."""
+"""Checks for exercise 9: sas without its MLP skip, its output at initialisation, and a few training steps."""
 
 import dataclasses
 import math

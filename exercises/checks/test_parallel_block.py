@@ -1,4 +1,4 @@
-"""Checks for exercise 7: the student's parallel block against blocks/sas_p.py."""
+"""Checks for exercise 8: the student's parallel block against blocks/sas_p.py."""
 
 import dataclasses
 

@@ -1,4 +1,4 @@
-"""Checks for exercise 6: the counted savings against the parameters of the models themselves, exactly."""
+"""Checks for exercise 7: the counted savings against the parameters of the models themselves, exactly."""
 
 import functools
 

@@ -1,4 +1,4 @@
-"""Checks for exercise 11: reading a compare.json, on a small one the check writes itself."""
+"""Checks for exercise 12: reading a compare.json, on a small one the check writes itself."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Checks for exercise 3: the explicit shaped attention against the library's fused one."""
+"""Checks for exercise 2: the explicit shaped attention against the library's fused one."""
 
 import torch
 
@@ -113,7 +113,7 @@ def test_causal():
 
 def test_built_without_the_library(monkeypatch):
     def refuse(*args, **kwargs):
-        raise AssertionError("exercise 3 asks for the explicit T x T form: do not call the library's attention")
+        raise AssertionError("exercise 2 asks for the explicit T x T form: do not call the library's attention")
 
     for module, name in [(blocks.parts, "shaped_attention"), (blocks.parts, "shaped_attention_matrix"),
                          (blocks.parts, "causal_softmax"), (blocks.parts, "uniform_causal_matrix"),

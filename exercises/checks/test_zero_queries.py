@@ -1,4 +1,4 @@
-"""Checks for exercise 4: the shaped attention matrix and first gradients of five starts, and the prediction."""
+"""Checks for exercise 3: the shaped attention matrix and first gradients of five starts, and the prediction."""
 
 import functools
 

@@ -1,5 +1,5 @@
 """
-Exercise 6, solved: the parameters a removal saves. The task and the hint are in
+Exercise 7, solved: the parameters a removal saves. The task and the hint are in
 exercises/tasks/parameter_count.py.
 
 Answers

@@ -1,5 +1,5 @@
 """
-Exercise 11, solved: read the plot. The task and the hint are in exercises/tasks/read_the_plot.py.
+Exercise 12, solved: read the plot. The task and the hint are in exercises/tasks/read_the_plot.py.
 
 What we saw: the numbers below are from the committed ladder run, results/ladder/compare.json
 (python compare.py config/ladder.py on a 2-core CPU: 12 layers of width 128, 2,000 steps, an
@@ -32,7 +32,7 @@ d. Evaluation costs the same for every block and is not training: counting it wo
 e. Read with read_log("results/ladder/<block>/log.jsonl"): the first row whose train_loss is
    below 6. What to look for: the skipless blocks (sas_p, sas_p_nonorm) sit on the unigram
    plateau longer early on, which is why the ladder preset warms up for a fifth of the run
-   (tutorial.md, section 4; exercise 9, question d); a late start costs them seconds in b,
+   (tutorial.md, section 4; exercise 10, question d); a late start costs them seconds in b,
    and the control never leaves the plateau.
 f. One seed and one small size: bet on the large gaps (the unshaped control's failure,
    no_attn_skip lagging) and on sas and sas_p keeping up with pre_ln per step; not on the

@@ -1,5 +1,5 @@
 """
-Exercise 4, solved: zero queries. The task and the hint are in exercises/tasks/zero_queries.py.
+Exercise 3, solved: zero queries. The task and the hint are in exercises/tasks/zero_queries.py.
 
 What `python -m exercises.solutions.zero_queries` prints:
 

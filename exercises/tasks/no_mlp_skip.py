@@ -1,5 +1,5 @@
 """
-Exercise 8 · ladder step 3, sas -> sas_p · the sequential block without its MLP skip: a negative result
+Exercise 9 · ladder step 3, sas -> sas_p · the sequential block without its MLP skip: a negative result
 
 Task
 ----
@@ -60,10 +60,10 @@ class Block(nn.Module):
 
     def __init__(self, config, layer_idx):
         super().__init__()
-        raise NotImplementedError("exercise 8: sas's parts, without alpha_FF")
+        raise NotImplementedError("exercise 9: sas's parts, without alpha_FF")
 
     def forward(self, x):
-        raise NotImplementedError("exercise 8: sas's equation without the MLP skip")
+        raise NotImplementedError("exercise 9: sas's equation without the MLP skip")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """
-Exercise 7 · ladder step 3, sas -> sas_p · the parallel block
+Exercise 8 · ladder step 3, sas -> sas_p · the parallel block
 
 Task
 ----
@@ -41,7 +41,7 @@ class Block(nn.Module):
 
     def __init__(self, config, layer_idx):
         super().__init__()
-        raise NotImplementedError("exercise 7: build the parallel block's parts and gains")
+        raise NotImplementedError("exercise 8: build the parallel block's parts and gains")
 
     def forward(self, x):
-        raise NotImplementedError("exercise 7: write the parallel block's equation")
+        raise NotImplementedError("exercise 8: write the parallel block's equation")

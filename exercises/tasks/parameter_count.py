@@ -1,5 +1,5 @@
 """
-Exercise 6 · ladder step 2, no_attn_skip -> sas · the parameters a removal saves
+Exercise 7 · ladder step 2, no_attn_skip -> sas · the parameters a removal saves
 
 Task
 ----
@@ -46,9 +46,9 @@ c. pre_ln has about 12 d^2 parameters per layer: which matrices make them up?
 
 def saved_by_identity_values(n_layer, n_embd):
     """Parameters no_attn_skip has and sas has not, at the same shape."""
-    raise NotImplementedError("exercise 6: count what W_V = W_P = I saves")
+    raise NotImplementedError("exercise 7: count what W_V = W_P = I saves")
 
 
 def saved_along_the_ladder(n_layer, n_embd, n_head):
     """{block: parameters saved against the block before it on the ladder}, for the four steps."""
-    raise NotImplementedError("exercise 6: count what every step of the ladder saves")
+    raise NotImplementedError("exercise 7: count what every step of the ladder saves")

@@ -45,7 +45,7 @@ d. An encoder has no causal mask: its C is 11^T / T. What is C^2? After how many
 e. pre_ln keeps the skip: X + A X, about (I + C) X, and the norms rescale it, so
    think of (I + C) / 2. What are its eigenvalues, and so its rate of collapse?
    And shaped attention's alpha I + beta A - gamma C at initialisation?
-   Compare with what exercise 2 measures.
+   Compare with what exercise 4 measures.
 """
 
 import torch

@@ -1,5 +1,5 @@
 """
-Exercise 11 · the whole ladder · read the plot: per step, per second
+Exercise 12 · the whole ladder · read the plot: per step, per second
 
 Task
 ----
@@ -71,17 +71,17 @@ def load(path=DEFAULT):
 
 def step_reaching(result, loss):
     """The first step whose validation loss is at or below loss; None if none is."""
-    raise NotImplementedError("exercise 11: find the first evaluation that reaches the loss")
+    raise NotImplementedError("exercise 12: find the first evaluation that reaches the loss")
 
 
 def seconds_reaching(result, loss):
     """The training seconds at the first evaluation at or below loss; None if none is."""
-    raise NotImplementedError("exercise 11: the time of the first evaluation that reaches the loss")
+    raise NotImplementedError("exercise 12: the time of the first evaluation that reaches the loss")
 
 
 def race(results, baseline="pre_ln"):
     """[(block, seconds to reach the baseline's final val loss), ...], fastest first, None last."""
-    raise NotImplementedError("exercise 11: race every block to the baseline's final loss")
+    raise NotImplementedError("exercise 12: race every block to the baseline's final loss")
 
 
 def report(results, loss=4.0, baseline="pre_ln"):

@@ -1,5 +1,5 @@
 """
-Exercise 9 · ladder step 3, sas -> sas_p · a sweep: beta_FF's starting value, then the warmup
+Exercise 10 · ladder step 3, sas -> sas_p · a sweep: beta_FF's starting value, then the warmup
 
 Task
 ----
@@ -63,12 +63,12 @@ VALUES = [0.01, 0.1, 0.3, 1.0]
 
 def sweep(setting, values, flags, out_dir):
     """Train once per value of setting; [{"value", "val_loss", "curve": [(step, val_loss), ...]}, ...]."""
-    raise NotImplementedError("exercise 9: train once per value and collect the results")
+    raise NotImplementedError("exercise 10: train once per value and collect the results")
 
 
 def best(rows):
     """The value whose run has the lowest val_loss."""
-    raise NotImplementedError("exercise 9: pick the best value")
+    raise NotImplementedError("exercise 10: pick the best value")
 
 
 def table(rows, setting):

@@ -1,5 +1,5 @@
 """
-Exercise 4 · ladder step 1, pre_ln -> no_attn_skip · zero queries: why the identity, and can it learn?
+Exercise 3 · ladder step 1, pre_ln -> no_attn_skip · zero queries: why the identity, and can it learn?
 
 Task
 ----
@@ -30,7 +30,7 @@ Hint
 ----
 attn.heads(x) gives q, k, v of shape (B, nh, T, hs), and
 blocks.parts.shaped_attention_matrix(q, k, alpha, beta, gamma) builds the matrix
-(exercise 3 wrote it). The fused projection attn.c_qk has weight (2d, d): rows
+(exercise 2 wrote it). The fused projection attn.c_qk has weight (2d, d): rows
 0..d-1 are W_Q, rows d..2d-1 are W_K; after loss.backward() the gradient is in
 attn.c_qk.weight.grad. softmax(z + c) = softmax(z) for any constant c added to a
 whole row. For the gradients: write the logits' gradient G = dL/dlogits; then
@@ -63,17 +63,17 @@ LEARNS_TOL = 1e-6  # a weight learns if its gradient's norm is above this
 
 def predict():
     """{init: {"identity": bool, "W_Q learns": bool, "W_K learns": bool}} for every init in INITS."""
-    raise NotImplementedError("exercise 4: derive, then predict")
+    raise NotImplementedError("exercise 3: derive, then predict")
 
 
 def attention_matrix(attn, x):
     """alpha I + beta A - gamma C of the ShapedAttention attn for input x (B, T, d): (B, nh, T, T)."""
-    raise NotImplementedError("exercise 4: build the module's shaped attention matrix")
+    raise NotImplementedError("exercise 3: build the module's shaped attention matrix")
 
 
 def first_gradients(attn, x):
     """{"W_Q": norm of dL/dW_Q, "W_K": norm of dL/dW_K} for L = loss_of(attn, x), as floats."""
-    raise NotImplementedError("exercise 4: backpropagate once and measure the gradients")
+    raise NotImplementedError("exercise 3: backpropagate once and measure the gradients")
 
 
 def build(init):
