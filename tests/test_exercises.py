@@ -91,6 +91,9 @@ def test_predictions_are_reported_at_the_end_of_the_run(graded_folders):
     assert "exercise 4, attention_skip: your prediction next to the measurement (not graded)" in log
     assert "no_attn_skip_unshaped   predicted 'collapsed'  measured 1.00 (collapsed): as predicted" in log
     assert "exercise 13, depth: your prediction next to results/depth/compare.json (not graded)" in log
+    assert "exercise 3, zero_queries: your prediction next to the measurement (not graded)" in log
+    assert "W_Q = 0                     True/True    True/True  False/False   as predicted" in log
+    assert "exercise 6, centring: your derivation next to the measurement (not graded)" in log
 
 
 # -----------------------------------------------------------------------------
@@ -233,7 +236,7 @@ def test_attention_skip_reports_the_prediction_and_grades_the_measurement():
     assert "one block early" in failure(check.problems_with_similarity_by_depth(one_block_early, "pre_ln"))
 
 
-def test_centring_check_names_the_sign_the_halves_the_late_record_and_the_derivation():
+def test_centring_check_names_the_sign_the_halves_and_the_late_record_and_reports_the_derivation():
     import torch
 
     from blocks.parts import uniform_causal_matrix
@@ -263,11 +266,28 @@ def test_centring_check_names_the_sign_the_halves_the_late_record_and_the_deriva
     message = failure(check.problems_with_first_gradients(halves_swapped))
     assert "W_Q and W_K are swapped" in message and "no_attn_skip, at initialisation" in message
     assert "one step late" in failure(check.problems_with_steps(recorded_after_the_update))
-    assert check.problems_with_derivation(solution.first_learning_step()) == []
-    wrong = solution.first_learning_step() | {"no_attn_skip": {"W_Q": 1, "W_K": 1}}  # "W_K learns at once"
-    message = failure(check.problems_with_derivation(wrong))
-    assert message.startswith("1 problem") and "no_attn_skip, W_K: you derived step 1" in message
-    assert "is 0 while q = 0" in message
+    wrong_but_honest = solution.first_learning_step() | {"no_attn_skip": {"W_Q": 1, "W_K": 1}}  # "W_K at once"
+    assert check.problems_with_the_form(wrong_but_honest) == []  # a derivation is never graded
+    assert check.next_to_the_measurement("no_attn_skip", wrong_but_honest["no_attn_skip"]).endswith(
+        "W_K derived 1, measured 2:  W_K off: question c says why")
+    assert check.next_to_the_measurement("v_skipinit", wrong_but_honest["v_skipinit"]).endswith("as derived")
+    message = failure(check.problems_with_the_form({"v_skipinit": {"W_Q": 2}, "no_attn_skip": "W_Q first"}))
+    assert message.startswith("2 problems") and "first_learning_step()['v_skipinit']['W_K'] is None" in message
+    assert "first_learning_step()['no_attn_skip'] is 'W_Q first'; it must be a dict" in message
+
+
+def test_zero_queries_reports_the_prediction_and_grades_the_functions():
+    from exercises.checks import test_zero_queries as check
+    from exercises.solutions.zero_queries import predict
+
+    wrong_but_honest = {init: {"identity": True, "W_Q learns": True, "W_K learns": True} for init in check.INITS}
+    assert check.problems_with_the_form(wrong_but_honest) == []  # a prediction is never graded
+    assert check.next_to_the_measurement("W_Q = 0", wrong_but_honest["W_Q = 0"]).endswith(
+        "1 off: question c says why")
+    assert check.next_to_the_measurement("W_Q = 0", predict()["W_Q = 0"]).endswith("as predicted")
+    message = failure(check.problems_with_the_form(predict() | {"W_Q = 0": {"identity": "yes"}}))
+    assert message.startswith("3 problems") and "predict()['W_Q = 0']['identity'] is 'yes'" in message
+    assert "predict()['W_Q = 0']['W_K learns'] is None; it must be one of (True, False)" in message
 
 
 def test_depth_check_names_the_place_in_the_file_and_the_mean_and_reports_the_prediction(tmp_path):

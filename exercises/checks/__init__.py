@@ -116,12 +116,12 @@ def note(heading, line):
     NOTES.setdefault(heading, []).append(line)
 
 
-def problems_with_prediction(predicted, keys, words):
-    """[] if predicted is a prediction of the right form, one of words for every key; whether it is right is
-    not graded."""
+def problems_with_prediction(predicted, keys, words, where="predict()"):
+    """[] if predicted, what where returned, is a prediction of the right form, one of words for every key;
+    whether it is right is not graded."""
     if not isinstance(predicted, dict):
-        return [f"predict() returned {predicted!r}; it must be a dict with one of {words} for each of {keys}"]
-    return [f"predict()[{key!r}] is {predicted.get(key)!r}; it must be one of {words}" for key in keys
+        return [f"{where} is {predicted!r}; it must be a dict with one of {words} for each of {keys}"]
+    return [f"{where}[{key!r}] is {predicted.get(key)!r}; it must be one of {words}" for key in keys
             if predicted.get(key) not in words]
 
 

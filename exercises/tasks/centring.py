@@ -34,10 +34,14 @@ training in v1 Fig. 12 / v2 Fig. 13.)
    taken before that step's update: a list of `steps` dicts.
 4. Derive on paper, before you run anything: in first_learning_step(), for each
    block the first training step (1, 2, 3, ...) at which W_Q, and the first at
-   which W_K, has a gradient that is not zero. Then run
-       python -m exercises.tasks.centring
-   for the matrices at T = 4 and your gradients, step by step, and check:
-       python -m pytest exercises -k centring
+   which W_K, has a gradient that is not zero.
+5. Check:  python -m pytest exercises -k centring
+   The check grades your three functions. Your derivation is not graded: any
+   step passes, and the end of the check's output shows it next to the
+   measurement. Where it was off, leave it as you wrote it: find out why
+   (questions b and c) and add what you learned as a comment beside it.
+   python -m exercises.tasks.centring  prints the matrices at T = 4 and your
+   gradients, step by step.
 
 Hint
 ----
@@ -57,13 +61,12 @@ a. At zero logits with alpha = beta = gamma = 1, what is each matrix? What does
    Eq. 4's do to the tokens, layer after layer (exercise 1, question e)? So why
    does Value-SkipInit start at beta = 0?
 b. Value-SkipInit at its start: which of W_Q, W_K, alpha, beta get a gradient at
-   the first step? Why is beta's own gradient not zero?
-c. Shaped attention at its start: the softmax part is there at full weight,
-   beta = 1, and cancelled by gamma C. Which of W_Q and W_K learns at the first
-   step, and why not the other?
-d. Compare W_Q's first gradient in v_skipinit with W_Q's at step 1 in
-   no_attn_skip: about how many times smaller is it, and what sets the ratio?
-   (What is beta after one AdamW step?)
+   the first step? Does beta's own gradient vanish with the others? Why?
+c. Shaped attention at its start: beta = 1, and gamma C cancels the value of the
+   softmax part. Which of W_Q and W_K get a gradient at the first step, and why?
+d. Compare W_Q's first gradient that is not zero in v_skipinit with W_Q's at the
+   same step in no_attn_skip: about how many times smaller is it, and what sets
+   the ratio? (How large is beta by then?)
 e. The key bias b_K (the second half of c_qk.bias): print its gradient in either
    block, at any step. Why is it so small? (Exercise 3's hint on softmax.)
 f. So what does the centring term buy? Compare the two blocks' attention matrices
