@@ -121,10 +121,18 @@ def test_every_wrong_step_of_the_parameter_count_is_reported():
         counted["sas_p_nonorm"] = n_layer * n_embd  # forgot block 0's entry LayerNorm
         return counted
 
+    def one_step_off(n_layer, n_embd, n_head):
+        return saved_along_the_ladder(n_layer, n_embd, n_head) | {"sas_p": n_layer * n_embd + 7}
+
     message = failure(check.problems_with_ladder(two_steps_wrong))
-    assert "no_attn_skip -> sas: off by +2" in message and "layer 0 keeps W_V" in message
-    assert "sas_p -> sas_p_nonorm" in message and "entry LayerNorm" in message
+    assert "no_attn_skip -> sas: layer 0's W_V = alpha_V I + beta_V dW has two gains as well as dW" in message
+    assert "sas_p -> sas_p_nonorm: block 0 keeps an entry LayerNorm" in message
     assert "-> no_attn_skip:" not in message and "sas -> sas_p:" not in message  # the right steps are not named
+    message = failure(check.problems_with_ladder(one_step_off))  # no usual mistake: where to look, not the count
+    assert "sas -> sas_p: too high: blocks/sas.py against sas_p's equation in the task" in message
+    counts = {f"{saved:,}" for shape in check.SHAPES for saved in saved_along_the_ladder(**shape).values()
+              if abs(saved) >= 1000}  # not the shapes' own numbers (width 32)
+    assert not [count for count in counts if count in message], "a check never prints the count it expects"
 
 
 def test_the_paper_count_is_exact():
@@ -138,7 +146,8 @@ def test_the_paper_count_is_exact():
 
     assert check.problems_with_the_papers_counts(saved_along_the_ladder, saved_by_identity_values) == []
     message = failure(check.problems_with_the_papers_counts(off_by_a_thousand, saved_by_identity_values))
-    assert "off by -1,000" in message
+    assert message.startswith("1 problem") and "your first two steps save more than pre_ln and sas differ by" in message
+    assert "1,000" not in message and "146,199,488" not in message  # neither how far off nor the count
 
 
 def test_shaped_attention_check_names_the_scale():
