@@ -87,7 +87,8 @@ def test_output_at_zero_queries():
     _, k, v, *_ = random_inputs(T=33)
     ones = torch.ones(H)
     out = exercise.shaped_attention(torch.zeros_like(k), k, v, ones, ones, ones)
-    assert_none(diagnose(out, v, {}, "with q = 0 and alpha = beta = gamma = 1 the output should be v", atol=1e-6))
+    assert_none(diagnose(out, v, {}, "with q = 0 and alpha = beta = gamma = 1, as at initialisation: question a "
+                                     "asks what it should be", atol=1e-6))
 
 
 def test_gains_act_per_head():
