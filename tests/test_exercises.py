@@ -202,25 +202,46 @@ def test_quiz_checks_work_out_one_true_option_each():
         assert set(options) == set(check.LETTERS)
 
 
-def test_read_the_plot_check_names_step_for_seconds_and_strict_below(tmp_path):
+def test_read_the_plot_check_names_the_speed_the_run_seconds_and_strict_below(tmp_path):
     import json
 
     from exercises.checks import test_read_the_plot as check
     from exercises.solutions import read_the_plot as solution
 
-    entries = [{"block": block, "val_loss": curve[-1][2], "steps_per_sec": 1.0, "curve": curve}
-               for block, curve in check.CURVES.items()]
+    entries = [{"block": block, "val_loss": curve[-1][2], "curve": curve} for block, curve in check.CURVES.items()]
     (tmp_path / "compare.json").write_text(json.dumps({"runs": [], "results": entries}))
-    results = solution.load(tmp_path / "compare.json")
-    assert check.problems_with_reaching(solution.step_reaching, solution.seconds_reaching, results) == []
-    assert check.problems_with_race(solution.race, results) == []
+    results, speeds = solution.load(tmp_path / "compare.json"), dict(check.SPEEDS)
+    assert check.problems_with_reaching(solution.step_reaching, solution.time_reaching, results) == []
+    assert check.problems_with_race(solution.race, results, speeds) == []
 
     def strictly_below(result, loss):
         return next((step for step, _, val_loss in result["curve"] if val_loss < loss), None)
 
-    message = failure(check.problems_with_reaching(strictly_below, strictly_below, results))
-    assert "that is the step: each curve point is [step, seconds, val_loss]" in message
+    def the_runs_own_seconds(result, loss, speed):  # what the ladder's shared machines clocked
+        return next((seconds for _, seconds, val_loss in result["curve"] if val_loss <= loss), None)
+
+    def times_the_speed(result, loss, speed):
+        step = solution.step_reaching(result, loss)
+        return None if step is None else step * speed
+
+    message = failure(check.problems_with_reaching(strictly_below, solution.time_reaching, results))
     assert "at or below: pre_ln reaches its own final loss" in message
+    message = failure(check.problems_with_reaching(solution.step_reaching, the_runs_own_seconds, results))
+    assert "that is the ladder run's own seconds, which compare machines: use the speed" in message
+    message = failure(check.problems_with_reaching(solution.step_reaching, times_the_speed, results))
+    assert "multiplied by the speed" in message
+
+    def by_step(results, speeds, baseline="pre_ln"):
+        target = results[baseline]["val_loss"]
+        return sorted(((block, solution.step_reaching(result, target)) for block, result in results.items()
+                       if block in speeds), key=lambda pair: (pair[1] is None, pair[1] or 0))
+
+    def every_block(results, speeds, baseline="pre_ln"):
+        return solution.race(results, speeds | {"sas_vp": 1.0}, baseline)
+
+    assert "parallel: 200, expected 400.0: that is the step" in failure(check.problems_with_race(by_step, results,
+                                                                                                 speeds))
+    assert "sas_vp has no speed in speeds" in failure(check.problems_with_race(every_block, results, speeds))
 
 
 def test_attention_skip_reports_the_prediction_and_grades_the_measurement():
