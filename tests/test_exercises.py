@@ -8,9 +8,11 @@ functions here, with mistakes written below.
 """
 
 import ast
+import importlib.util
 import os
 import subprocess
 import sys
+import textwrap
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 
@@ -353,6 +355,177 @@ def test_depth_check_names_the_place_in_the_file_and_the_mean_and_reports_the_pr
     report = {"results": [{"block": "sas_p", "swept": {"n_layer": depth}, "val_loss_by_seed": losses}
                           for depth, losses in ((18, [4.0, 4.1]), (72, [3.8, 3.9]))]}
     assert check.measured(report) == {"sas_p": (pytest.approx(-0.0494, abs=1e-4), "gains")}
+
+
+# -----------------------------------------------------------------------------
+# the checks, on the shortcuts their tasks forbid
+
+
+def students_file(tmp_path, source):
+    """A student's file holding source, imported as a module: a shortcut, with the source a check can read."""
+    path = tmp_path / "students_file.py"
+    path.write_text(textwrap.dedent(source))
+    spec = importlib.util.spec_from_file_location("students_file", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_shaped_attention_check_fails_on_the_library_imported_by_name(tmp_path):
+    """Patching blocks.parts.shaped_attention cannot stop a file that bound it when it was loaded."""
+    from exercises.checks import test_shaped_attention as check
+    from exercises.solutions import shaped_attention as solution
+
+    bound = students_file(tmp_path, """\
+        from blocks.parts import shaped_attention as fused
+
+
+        def shaped_attention(q, k, v, alpha, beta, gamma):
+            return fused(q, k, v, alpha, beta, gamma)
+        """)
+    assert check.problems_with_shaped_attention(bound.shaped_attention) == []  # right, by the library's hand
+    assert failure(check.problems_with_library_use(bound)).startswith(
+        "1 problem:\n  - line 1, `from blocks.parts import shaped_attention as fused`: exercise 2 asks for the "
+        "explicit T x T form")
+    fused = students_file(tmp_path, """\
+        from torch.nn import functional as F
+
+
+        def shaped_attention(q, k, v, alpha, beta, gamma):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        """)
+    assert "line 5, `return F.scaled_dot_product_attention" in failure(check.problems_with_library_use(fused))
+    assert check.problems_with_library_use(solution) == []
+
+
+def test_rank_collapse_check_fails_on_a_limit_taken_as_a_power():
+    """matrix_power imported by name, and an eigendecomposition: either way torch multiplies or decomposes C."""
+    import torch
+    from torch.linalg import matrix_power
+
+    from blocks.parts import uniform_causal_matrix
+    from exercises.checks import test_rank_collapse as check
+    from exercises.solutions.rank_collapse import limit
+
+    def a_high_power(T):
+        return matrix_power(uniform_causal_matrix(T).double(), 500)
+
+    def from_the_eigenvectors(T):
+        eigenvalues, vectors = torch.linalg.eig(uniform_causal_matrix(T).double())
+        keep = (eigenvalues.real > 0.999).to(vectors.dtype)
+        return (vectors @ torch.diag(keep) @ torch.linalg.inv(vectors)).real
+
+    assert check.problems_with_limit(a_high_power) == []  # the right matrix, the wrong way
+    message = failure(check.problems_with_limit_by_hand(a_high_power))
+    assert "limit(4) multiplied or decomposed 4 x 4 matrices (torch's mm): build it by hand" in message
+    assert "torch's linalg_eig" in failure(check.problems_with_limit_by_hand(from_the_eigenvectors))
+    assert "is built by hand but is not the limit" in failure(check.problems_with_limit_by_hand(
+        lambda T: torch.zeros(T, T, dtype=torch.float64)))
+    assert check.problems_with_limit_by_hand(limit) == []
+
+
+def test_running_mean_check_fails_on_a_T_by_T_matrix():
+    import torch
+
+    from exercises.checks import test_running_mean as check
+    from exercises.solutions import running_mean as solution
+
+    def C(v):
+        T = v.size(-2)
+        return torch.ones(T, T, dtype=v.dtype).tril() / torch.arange(1, T + 1, dtype=v.dtype).view(T, 1)
+
+    class BackwardByTheMatrix(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, v):
+            return solution.running_mean(v)
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            return C(grad_output).T @ grad_output
+
+    def by_the_matrix(v):
+        return C(v) @ v
+
+    def transposed_by_the_matrix(g):
+        return C(g).T @ g
+
+    assert check.problems_with_running_mean(by_the_matrix) == []  # the right numbers, in O(T^2) memory
+    message = failure(check.problems_with_memory(by_the_matrix, transposed_by_the_matrix, BackwardByTheMatrix))
+    assert message.startswith("3 problems") and "running_mean made a tensor of shape (300, 300) (torch's ones) at " \
+        "T = 300: build no T x T matrix" in message
+    assert "running_mean_transposed made a tensor of shape (300, 300)" in message
+    assert "RunningMean, forward and backward made a tensor of shape (300, 300)" in message
+    assert check.problems_with_memory(solution.running_mean, solution.running_mean_transposed,
+                                      solution.RunningMean) == []
+
+
+def test_parallel_block_check_fails_on_the_answer_imported(tmp_path):
+    from exercises.checks import test_parallel_block as check
+    from exercises.solutions import parallel_block as solution
+
+    imported = students_file(tmp_path, "from blocks.sas_p import Block\n")
+    assert check.problems_with_forward(imported.Block) == []  # sas_p's block computes sas_p
+    assert "line 1, `from blocks.sas_p import Block`: blocks/sas_p.py is the answer" in \
+        failure(check.problems_with_the_answer_used(imported))
+    looked_up = students_file(tmp_path, """\
+        from blocks import BLOCKS
+
+        Block = BLOCKS["sas_p_nonorm"]
+        """)
+    assert "line 3, `Block = BLOCKS[\"sas_p_nonorm\"]`" in failure(check.problems_with_the_answer_used(looked_up))
+    hidden = students_file(tmp_path, """\
+        import importlib
+
+        Block = importlib.import_module("blocks.sas" + "_p").Block
+        """)
+    assert "Block is blocks.sas_p.Block, or made from it" in failure(check.problems_with_the_answer_used(hidden))
+    assert check.problems_with_the_answer_used(solution) == []
+
+
+def test_parameter_count_check_fails_on_counts_read_off_models(tmp_path):
+    from exercises.checks import test_parameter_count as check
+    from exercises.solutions import parameter_count as solution
+
+    built = students_file(tmp_path, """\
+        import torch
+
+        from blocks import LADDER
+        from model import GPT, GPTConfig
+
+
+        def count(block, n_layer, n_embd, n_head=2):
+            with torch.device("meta"):
+                return GPT(GPTConfig(block=block, vocab_size=64, block_size=16, n_layer=n_layer, n_embd=n_embd,
+                                     n_head=n_head)).num_params()
+
+
+        def saved_by_identity_values(n_layer, n_embd):
+            return count("no_attn_skip", n_layer, n_embd) - count("sas", n_layer, n_embd)
+
+
+        def saved_along_the_ladder(n_layer, n_embd, n_head):
+            return {block: count(before, n_layer, n_embd, n_head) - count(block, n_layer, n_embd, n_head)
+                    for before, block in zip(LADDER, LADDER[1:])}
+        """)
+    assert check.problems_with_ladder(built.saved_along_the_ladder) == []  # the right counts, read off models
+    message = failure(check.problems_with_shortcuts(built))
+    assert message.startswith("2 problems") and "line 9, `return GPT(GPTConfig(block=block," in message
+    assert "expected_num_params (tests/test_model.py) and num_params are the answer" in message
+    assert "your functions built a GPT as they ran: count by reasoning, not by building models" in message
+    looked_up = students_file(tmp_path, """\
+        from tests.test_model import expected_num_params
+
+
+        def saved_by_identity_values(n_layer, n_embd):
+            return 0
+
+
+        def saved_along_the_ladder(n_layer, n_embd, n_head):
+            return {}
+        """)
+    assert "line 1, `from tests.test_model import expected_num_params`" in \
+        failure(check.problems_with_shortcuts(looked_up))
+    assert check.problems_with_shortcuts(solution) == []
 
 
 # -----------------------------------------------------------------------------

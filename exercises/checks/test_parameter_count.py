@@ -1,11 +1,13 @@
-"""Checks for exercise 7: the counted savings against the parameters of the models themselves, exactly."""
+"""Checks for exercise 7: the counted savings against the parameters of the models themselves, exactly, and
+counted without building a model."""
 
 import functools
 
+import pytest
 import torch
 
 from blocks import LADDER
-from exercises.checks import assert_none, under_test
+from exercises.checks import assert_none, names_used, under_test
 from model import GPT, GPTConfig
 
 exercise = under_test("parameter_count")
@@ -81,6 +83,31 @@ def problems_with_ladder(saved_along_the_ladder):
             if got != expected:
                 problems.append((shape_name(shape), f"{before} -> {block}: {wrong(block, got, expected, shape)}"))
     return problems
+
+
+def problems_with_shortcuts(module):
+    """[] if the student's functions count by reasoning: they build no model as they run, and their file names
+    neither tests/test_model.py's expected_num_params nor a model's num_params."""
+    problems = [f"line {line}, `{code}`: count by reasoning; expected_num_params (tests/test_model.py) and "
+                f"num_params are the answer" for line, code in
+                names_used(module, ("expected_num_params", "num_params", "test_model"))]
+    built, initialise = [], torch.nn.Module.__init__
+
+    def record(self, *args, **kwargs):
+        built.append(type(self).__name__)
+        initialise(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.nn.Module, "__init__", record)
+        module.saved_by_identity_values(3, 32)
+        module.saved_along_the_ladder(3, 32, 4)
+    if built:
+        problems.append(f"your functions built a {built[0]} as they ran: count by reasoning, not by building models")
+    return problems
+
+
+def test_counted_not_built():
+    assert_none(problems_with_shortcuts(exercise._module()))
 
 
 def test_identity_values_saving_matches_the_models():

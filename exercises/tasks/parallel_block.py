@@ -12,7 +12,8 @@ side on the same normalised input (§4.3):
 
 Write Block, sas_p's block, from this equation: the constructor and forward.
 Start from a copy of blocks/sas.py and remove what the parallel block no
-longer needs. Do not open blocks/sas_p.py: it is the answer.
+longer needs. Do not open blocks/sas_p.py: it is the answer, and
+blocks/sas_p_nonorm.py nearly so. The check fails if your file uses either.
 
 Check:  python -m pytest exercises -k parallel_block
 
