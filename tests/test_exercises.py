@@ -272,6 +272,7 @@ def test_centring_check_names_the_sign_the_halves_and_the_late_record_and_report
     import torch
 
     from blocks.parts import uniform_causal_matrix
+    from exercises.checks import problems_with_predictions
     from exercises.checks import test_centring as check
     from exercises.solutions import centring as solution
 
@@ -298,26 +299,31 @@ def test_centring_check_names_the_sign_the_halves_and_the_late_record_and_report
     message = failure(check.problems_with_first_gradients(halves_swapped))
     assert "W_Q and W_K are swapped" in message and "no_attn_skip, at initialisation" in message
     assert "one step late" in failure(check.problems_with_steps(recorded_after_the_update))
+    def form(derived):
+        return problems_with_predictions(derived, check.BLOCKS, ("W_Q", "W_K"), check.STEPS, "first_learning_step()")
+
     wrong_but_honest = solution.first_learning_step() | {"no_attn_skip": {"W_Q": 1, "W_K": 1}}  # "W_K at once"
-    assert check.problems_with_the_form(wrong_but_honest) == []  # a derivation is never graded
+    assert form(wrong_but_honest) == []  # a derivation is never graded
     assert check.next_to_the_measurement("no_attn_skip", wrong_but_honest["no_attn_skip"]).endswith(
         "W_K derived 1, measured 2:  W_K off: question c says why")
     assert check.next_to_the_measurement("v_skipinit", wrong_but_honest["v_skipinit"]).endswith("as derived")
-    message = failure(check.problems_with_the_form({"v_skipinit": {"W_Q": 2}, "no_attn_skip": "W_Q first"}))
+    message = failure(form({"v_skipinit": {"W_Q": 2}, "no_attn_skip": "W_Q first"}))
     assert message.startswith("2 problems") and "first_learning_step()['v_skipinit']['W_K'] is None" in message
     assert "first_learning_step()['no_attn_skip'] is 'W_Q first'; it must be a dict" in message
 
 
 def test_zero_queries_reports_the_prediction_and_grades_the_functions():
+    from exercises.checks import problems_with_predictions
     from exercises.checks import test_zero_queries as check
     from exercises.solutions.zero_queries import predict
 
     wrong_but_honest = {init: {"identity": True, "W_Q learns": True, "W_K learns": True} for init in check.INITS}
-    assert check.problems_with_the_form(wrong_but_honest) == []  # a prediction is never graded
+    assert problems_with_predictions(wrong_but_honest, check.INITS, check.KEYS, (True, False)) == []  # never graded
     assert check.next_to_the_measurement("W_Q = 0", wrong_but_honest["W_Q = 0"]).endswith(
         "1 off: question c says why")
     assert check.next_to_the_measurement("W_Q = 0", predict()["W_Q = 0"]).endswith("as predicted")
-    message = failure(check.problems_with_the_form(predict() | {"W_Q = 0": {"identity": "yes"}}))
+    message = failure(problems_with_predictions(predict() | {"W_Q = 0": {"identity": "yes"}}, check.INITS, check.KEYS,
+                                                (True, False)))
     assert message.startswith("3 problems") and "predict()['W_Q = 0']['identity'] is 'yes'" in message
     assert "predict()['W_Q = 0']['W_K learns'] is None; it must be one of (True, False)" in message
 

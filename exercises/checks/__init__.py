@@ -177,6 +177,14 @@ def problems_with_prediction(predicted, keys, words, where="predict()"):
             if predicted.get(key) not in words]
 
 
+def problems_with_predictions(predicted, entries, keys, words, where="predict()"):
+    """The same for a prediction per entry, {entry: {key: one of words}}: [] if every entry has the right form."""
+    if not isinstance(predicted, dict):
+        return [f"{where} is {predicted!r}; it must be a dict with an entry for each of {entries}"]
+    return [problem for entry in entries
+            for problem in problems_with_prediction(predicted.get(entry), keys, words, f"{where}[{entry!r}]")]
+
+
 def how_far_off(predicted, measured, words):
     """How far a prediction was from the measurement, words being in order: "as predicted", "one step off", ..."""
     steps = abs(words.index(predicted) - words.index(measured))

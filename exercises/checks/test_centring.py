@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from blocks.parts import ShapedAttention, uniform_causal_matrix
-from exercises.checks import assert_none, diagnose, note, problems_with_prediction, randomise, under_test
+from exercises.checks import assert_none, diagnose, note, problems_with_predictions, randomise, under_test
 from model import GPT, GPTConfig
 
 exercise = under_test("centring")
@@ -161,16 +161,6 @@ def problems_with_steps(gradients_by_step):
     return problems
 
 
-def problems_with_the_form(derived):
-    """[] if first_learning_step() gave a step for W_Q and W_K of every block; whether they are right is not
-    graded."""
-    if not isinstance(derived, dict):
-        return [f"first_learning_step() is {derived!r}; it must be a dict with an entry for each block in BLOCKS"]
-    return [problem for block in BLOCKS
-            for problem in problems_with_prediction(derived.get(block), ("W_Q", "W_K"), STEPS,
-                                                    f"first_learning_step()[{block!r}]")]
-
-
 def next_to_the_measurement(block, derived):
     """A line for the student: the derived first steps of one block next to the measured ones."""
     measured = first_steps(block)
@@ -195,7 +185,7 @@ def test_gradients_step_by_step():
 def test_derivation_is_recorded():
     """Any honest derivation passes: it is reported next to the measurement at the end of the run."""
     derived = exercise.first_learning_step()
-    problems = problems_with_the_form(derived)
+    problems = problems_with_predictions(derived, BLOCKS, ("W_Q", "W_K"), STEPS, "first_learning_step()")
     if not problems:
         for block in BLOCKS:
             note("exercise 6, centring: your derivation next to the measurement (not graded)",

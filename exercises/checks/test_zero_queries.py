@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from blocks.parts import ShapedAttention, causal_softmax, shaped_attention_matrix, uniform_causal_matrix
-from exercises.checks import assert_none, diagnose, note, problems_with_prediction, under_test
+from exercises.checks import assert_none, diagnose, note, problems_with_predictions, under_test
 from model import GPTConfig
 
 exercise = under_test("zero_queries")
@@ -109,18 +109,10 @@ def next_to_the_measurement(init, predicted):
     return f"{init:24}{cells}   {verdict}"
 
 
-def problems_with_the_form(predicted):
-    """[] if predict() gave True or False for every key of every start; whether they are right is not graded."""
-    if not isinstance(predicted, dict):
-        return [f"predict() is {predicted!r}; it must be a dict with an entry for each start in INITS"]
-    return [problem for init in INITS
-            for problem in problems_with_prediction(predicted.get(init), KEYS, (True, False), f"predict()[{init!r}]")]
-
-
 def test_prediction_is_recorded():
     """Any honest guess passes: the prediction is reported next to the measurement at the end of the run."""
     predicted = exercise.predict()
-    problems = problems_with_the_form(predicted)
+    problems = problems_with_predictions(predicted, INITS, KEYS, (True, False))
     if not problems:
         heading = "exercise 3, zero_queries: your prediction next to the measurement (not graded)"
         note(heading, f"{'start':24}" + "".join(f"{key:>13}" for key in KEYS) + "   (predicted/measured)")
