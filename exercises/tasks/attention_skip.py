@@ -44,13 +44,12 @@ Questions
 a. no_attn_skip_unshaped: what does one layer's attention do to the tokens at
    initialisation (W_Q is small, so what is A close to)? And eighteen layers?
    (Exercise 1.)
-b. no_attn_skip: what does shaped attention do at initialisation? (Exercises 2
-   and 3 worked it out.)
-   And the MLP branch, with beta_FF = 0.1?
-c. pre_ln has plain softmax attention too: why does the skip stop the collapse?
-   Why is it not "apart" either? (Compare the size of the N(0, 0.02) embeddings
-   with what the attention and MLP branches add; what do all tokens share in
-   what a ReLU MLP adds?)
+b. no_attn_skip: what does shaped attention do at initialisation (exercises 2
+   and 3)? And the MLP branch, with beta_FF = 0.1?
+c. pre_ln has plain softmax attention too: what does its skip do to the
+   collapse? Where between "apart" and "collapsed" does it end, and why?
+   (Compare the size of the N(0, 0.02) embeddings with what the attention and
+   MLP branches add; what do all tokens share in what a ReLU MLP adds?)
 d. Now look at training: python -m pytest tests/test_model.py -k unshaped, and
    read that test. What does it show about depth?
 """

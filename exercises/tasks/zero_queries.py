@@ -29,8 +29,8 @@ Five starting points for the fused query/key projection of one ShapedAttention
    or False passes, and the end of the check's output shows it next to the
    measurement. Where it was off, leave it as you wrote it: find out why
    (questions below) and add what you learned as a comment beside it.
-   python -m exercises.tasks.zero_queries  prints the same table with the
-   matrix's distance from I.
+   python -m exercises.tasks.zero_queries  prints your prediction next to your
+   own measurement, with the matrix's distance from I.
 
 Hint
 ----
