@@ -1,5 +1,5 @@
 """
-Exercise 2, solved: what the attention skip does. The task and the hint are in
+Exercise 4, solved: what the attention skip does. The task and the hint are in
 exercises/tasks/attention_skip.py.
 
 What `python -m exercises.solutions.attention_skip` prints (the last column is after block 18):
