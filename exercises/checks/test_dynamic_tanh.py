@@ -1,4 +1,4 @@
-"""Checks for exercise 10: DyT, the sas_p_dyt block, and a few training steps with train.py."""
+"""Checks for exercise 11: DyT, the sas_p_dyt block, and a few training steps with train.py."""
 
 import dataclasses
 import math

@@ -1,4 +1,4 @@
-"""Checks for exercise 8: sas without its MLP skip, its output at initialisation, and a few training steps."""
+"""Checks for exercise 9: sas without its MLP skip, its output at initialisation, and a few training steps."""
 
 import dataclasses
 import math
@@ -82,8 +82,8 @@ def test_no_mlp_skip_at_initialisation(monkeypatch):
     x = torch.randn(3, CONFIG.block_size, CONFIG.n_embd)
     with torch.no_grad():
         expected = CONFIG.mlp_gain * block.mlp(block.ln_2(block.ln_1(x)))
-        assert_none(diagnose(block(x), expected, {}, "at initialisation, in a GPT, the block should return "
-                                                     "0.1 MLP(N2(N1(X))): shaped attention starts as the identity"))
+        assert_none(diagnose(block(x), expected, {}, "at initialisation, in a GPT after GPT.init_weights: write "
+                                                     "the block's output out (question a)"))
 
 
 def test_no_mlp_skip_trains_with_train_py(monkeypatch, tmp_path, tiny_dataset, quick_training):

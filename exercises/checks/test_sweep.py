@@ -1,4 +1,4 @@
-"""Checks for exercise 9: the sweep's runs and its return value, on a tiny model for a few steps."""
+"""Checks for exercise 10: the sweep's runs and its return value, on a tiny model for a few steps."""
 
 import json
 import math

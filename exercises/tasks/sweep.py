@@ -1,5 +1,5 @@
 """
-Exercise 9 · ladder step 3, sas -> sas_p · a sweep: beta_FF's starting value, then the warmup
+Exercise 10 · ladder step 3, sas -> sas_p · a sweep: beta_FF's starting value, then the warmup
 
 Task
 ----
@@ -44,7 +44,7 @@ b. At mlp_gain = 1 the block starts as out = H + MLP(H): is that still "close to
    one (0.01) do? Look at the curves, not only the last number.
 c. The paper scales beta_FF like 1/sqrt(depth). Why would a deeper model want a
    smaller gain? (Think of the sum of n_layer branches at initialisation.)
-d. The warmup (tutorial.md, section 4, has the story): with --n_layer=12, sweep
+d. The warmup (tutorial.md, section 5, has the story): with --n_layer=12, sweep
    --warmup_frac over 0.05 and 0.25. What happens to sas_p with the short warmup?
    Why does a short run (300 steps) make "5% warmup" different from the paper's?
 """
@@ -63,12 +63,12 @@ VALUES = [0.01, 0.1, 0.3, 1.0]
 
 def sweep(setting, values, flags, out_dir):
     """Train once per value of setting; [{"value", "val_loss", "curve": [(step, val_loss), ...]}, ...]."""
-    raise NotImplementedError("exercise 9: train once per value and collect the results")
+    raise NotImplementedError("exercise 10: train once per value and collect the results")
 
 
 def best(rows):
     """The value whose run has the lowest val_loss."""
-    raise NotImplementedError("exercise 9: pick the best value")
+    raise NotImplementedError("exercise 10: pick the best value")
 
 
 def table(rows, setting):
