@@ -1,28 +1,30 @@
 """
-What every script shares: the exit status convention, and device, precision and timing helpers.
+What every script shares: the oldest torch it runs on, how it ends (run_main: the exit status and the one line
+that says why, running out of memory included), how it runs another script as its child (run_child), its output
+files (checked before the work, and what to do about a failed write) and figures (pyplot).
 """
 
-import ctypes
+import errno
 import os
-import platform
 import re
 import signal
+import subprocess
 import sys
-import time
-from contextlib import nullcontext
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
-from checkpoint import CheckpointError
-from configurator import ConfigError
-from data.bpe import DataError
+from errors import CheckpointError, ConfigError, DataError, ProcessesError, ResourceError
+from processes import STOP_SIGNALS, first_process, terminal_outputs, write_nowhere
 
 # ---------------------------------------------------------------------------------------------------
 # the oldest torch this code runs on
 
 # torch.cpu._is_avx512_bf16_supported (cpu_has_native_bfloat16) came in 2.5; fused AdamW on a CPU in 2.4; 2.3 added
-# torch.amp.GradScaler for any device and torch.nn.attention.sdpa_kernel (the tests); 2.2 the cuDNN attention switch
-# (enable_cudnn_sdp) and init_process_group's device_id. Newer releases are fine: Colab ships its own torch.
+# torch.amp.GradScaler for any device and torch.nn.attention.sdpa_kernel; 2.2 the cuDNN attention backend and
+# init_process_group's device_id. Newer releases are fine: Colab ships its own torch.
 OLDEST_TORCH = (2, 5)
 
 
@@ -35,7 +37,7 @@ def torch_too_old(version):
             f"(README, On a GPU); install the pinned one: pip install -r requirements.txt")
 
 
-if problem := torch_too_old(torch.__version__):  # every script imports this module before it calls torch
+if problem := torch_too_old(torch.__version__):  # every script imports this module
     sys.exit(f"error: {problem}")
 
 
@@ -43,17 +45,12 @@ if problem := torch_too_old(torch.__version__):  # every script imports this mod
 # exit statuses, the same for every script
 
 
-class ProcessesError(RuntimeError):
-    """One of torchrun's processes lost the others: said by the process that saw it (report), not by every one."""
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP where nothing asks to finish the step first: ends the script as Ctrl-C does."""
 
-    def __init__(self, message, report=True):
-        super().__init__(message)
-        self.report = report
-
-
-def first_process():
-    """True but in torchrun's processes other than rank 0: what every process would say alike, rank 0 says."""
-    return os.environ.get("RANK", "0") == "0"
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
 
 
 def run_main(main, argv):
@@ -61,23 +58,35 @@ def run_main(main, argv):
     with one line on stderr saying what was wrong: 2 for bad usage (a setting, a flag, a config file),
     1 for anything else (a missing or damaged checkpoint or dataset, a diverged run, output nobody reads).
     A run stopped by a signal exits 128 + its number (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), as
-    shells expect. Under torchrun, rank 0 alone says what every process met alike."""
+    shells expect: where the script does not handle the signal itself (train.py's loop, a child it waits for),
+    it stops with one line saying so. Under torchrun, rank 0 alone says what every process met alike."""
+    terminals = terminal_outputs()
+
+    def stop(signum, frame):
+        if signum == getattr(signal, "SIGHUP", None):
+            write_nowhere(terminals)
+        raise Stopped(signum)
+
+    others = [signum for signum in STOP_SIGNALS if signum != signal.SIGINT]  # (Ctrl-C is KeyboardInterrupt)
+    previous = {signum: signal.signal(signum, stop) for signum in others}
     try:
         status = main(argv)
         sys.stdout.flush()  # here, where a closed pipe is still caught, not at exit
     except ConfigError as e:
         say_error(e)
         status = 2
-    except (CheckpointError, DataError, FloatingPointError) as e:
+    except (CheckpointError, DataError, FloatingPointError, ResourceError) as e:
         say_error(e)
         status = 1
     except ProcessesError as e:
         if e.report:
             say_error(e, every_process=True)
         status = 1
-    except KeyboardInterrupt:  # Ctrl-C where nothing asks to finish the step first, or train.py's second one
-        say_error("interrupted by Ctrl-C; what was saved before is kept (a run resumes from its last checkpoint)")
-        status = 128 + signal.SIGINT
+    except KeyboardInterrupt as e:  # a signal where nothing asks to finish the step first, or a second Ctrl-C
+        signum = getattr(e, "signum", signal.SIGINT)
+        how = "interrupted by Ctrl-C" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        say_error(f"{how}; what was saved before is kept (a run resumes from its last checkpoint)")
+        status = 128 + signum
     except BrokenPipeError:  # the output's reader went away early: python sample.py | head -n 1
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # or Python's flush at exit fails again
         say_error("the output's reader closed it early (e.g. | head); stopped there (a run resumes from its last "
@@ -87,6 +96,10 @@ def run_main(main, argv):
         say_error(f"this terminal's encoding ({sys.stdout.encoding}) cannot show {e.object[e.start:e.end]!a}; run "
                   f"again with PYTHONIOENCODING=utf-8 (or a UTF-8 locale)")
         status = 1
+    finally:
+        for signum, handler in previous.items():
+            if signal.getsignal(signum) is stop:  # (torchrun's processes ignore them from their end on: kept)
+                signal.signal(signum, handler)
     sys.exit(status)
 
 
@@ -100,298 +113,113 @@ def say_error(error, every_process=False):
             pass
 
 
+CHILD_GRACE = 60  # seconds a child stopped with SIGTERM has to save its work before it is killed
+
+
+def run_child(argv, **popen):
+    """Run a child process (argv: a script's command line) as a part of this one, and return its exit status.
+    Ctrl-C, SIGTERM and SIGHUP sent to this process are passed on to the child, once each, and this process waits
+    for it to stop as it does on its own (train.py finishes its step and saves a checkpoint); a second Ctrl-C
+    passed on stops train.py at once. The child has a session of its own, so a Ctrl-C at the terminal reaches it
+    only through this process, never twice. Once this process has received a signal, the status is 128 + that
+    signal, whatever the child made of it (pytest exits 2 on Ctrl-C; a run may have finished meanwhile): this
+    process was asked to stop. If this process ends any other way, the child is stopped and waited for: no
+    child outlives it."""
+    terminals = terminal_outputs()
+    child = subprocess.Popen(argv, start_new_session=True, **popen)
+    received = []
+
+    def pass_on(signum, frame):
+        received.append(signum)
+        if signum == getattr(signal, "SIGHUP", None):  # this process's terminal is gone too
+            write_nowhere(terminals)
+        child.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, pass_on) for signum in STOP_SIGNALS}
+    try:
+        status = child.wait()
+        status = 128 - status if status < 0 else status  # killed by signal N: 128 + N, as shells report it
+        return 128 + received[0] if received else status
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if child.poll() is None:  # this process is ending by an error of its own: so does the child, saving
+            child.terminate()
+            try:
+                child.wait(timeout=CHILD_GRACE)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+@contextmanager
+def lower_if_out_of_memory(advice):
+    """Turn running out of memory in the with-block, the host's or a GPU's, into one line: how much more was asked
+    for, and advice, which says what to lower (ResourceError, exit status 1)."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as e:
+        if not out_of_memory(e):
+            raise
+        asked = re.search(r"tried to allocate (\d+) bytes|Tried to allocate ([\d.]+ \w+)", str(e))
+        how_much = f" (it asked for {f'{int(asked[1]) / 2**30:.1f} GiB' if asked[1] else asked[2]} more)" if asked \
+            else ""
+        raise ResourceError(f"out of memory{how_much}; {advice}") from None
+
+
+def out_of_memory(e):
+    """Whether an error is running out of memory: Python's, torch's on the CPU (its allocator's RuntimeError), or a
+    GPU's."""
+    return isinstance(e, (MemoryError, torch.OutOfMemoryError)) or \
+        any(words in str(e) for words in ("can't allocate memory", "out of memory"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# output files
+
+
+def remedy(e, otherwise):
+    """What to do about a failed write, by its cause: room for a full disk, permissions for a refused one."""
+    code = getattr(e, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "make room on that disk"
+    if code == errno.EROFS:
+        return f"its filesystem is read-only: remount it writable, or {otherwise}"
+    if code in (errno.EACCES, errno.EPERM):
+        return f"this user may not write there: fix its permissions, or {otherwise}"
+    if code in (errno.ENOTDIR, errno.EEXIST):
+        return f"a file stands where a folder should be: {otherwise}"
+    return f"check that its disk is healthy and writable, or {otherwise}"
+
+
+def writable_folder(folder, flag):
+    """Refuse, before any work, an output folder that cannot be written (flag: the setting that names it): a file
+    where it should be, no permission, a read-only disk. The folder is made if need be."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise ConfigError(f"cannot write into {flag}={folder} ({e.strerror}); {remedy(e, f'pick another {flag}')}") \
+            from None
+
+
+def figure_file(path, flag):
+    """Refuse, before any work, a figure's file that cannot be drawn: a folder, a type matplotlib has no writer
+    for (it would add .png to a name without one), or a folder it cannot write into."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path, types = Path(path), FigureCanvasBase.get_supported_filetypes()
+    if path.is_dir():
+        raise ConfigError(f"{flag}={path} is a folder; name the figure's file in it, e.g. {flag}={path / 'plot.png'}")
+    if path.suffix[1:].lower() not in types:
+        raise ConfigError(f"{flag}={path}: a figure's file name must end in the type to draw: one of "
+                          f"{', '.join('.' + kind for kind in sorted(types))}")
+    writable_folder(path.parent, flag)
+
+
 def pyplot():
     """matplotlib's pyplot, drawing into files only (never a window), imported when a figure is made."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
-
-
-# ---------------------------------------------------------------------------------------------------
-# device, precision, timing
-
-
-def pick_device(name):
-    """The device to run on: auto picks cuda, then mps, then cpu. On a GPU, float32 matmuls run in TF32
-    from here on, for every script alike, and cuda:N becomes the current GPU (else torch would open a context,
-    and pin memory, on GPU 0 too); on a CPU, freed memory is kept for reuse (keep_freed_memory)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--device={name} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if not available.get(device.type, False):
-        raise ConfigError(f"--device={name} is not available on this machine; use --device=auto")
-    if device.type == "cuda":
-        if device.index is not None:
-            if device.index >= torch.cuda.device_count():
-                raise ConfigError(f"--device={name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
-                                  f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
-            torch.cuda.set_device(device)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    if device.type == "cpu":
-        keep_freed_memory()
-    return name
-
-
-def keep_freed_memory():
-    """Make glibc's malloc keep freed memory for the next request instead of handing it back to the system.
-
-    Every training step allocates and frees the same activations. By default glibc gives blocks above
-    128 KiB back as soon as they are freed, and the next step pays a page fault for each 4 KiB of them:
-    ~37,000 faults a step at the default shape, 15-25% of a CPU step (README, Benchmarks). On a GPU,
-    PyTorch's caching allocator keeps memory for reuse; on a CPU nothing does. The process keeps its
-    peak memory until it exits. Linux with glibc only; elsewhere nothing changes."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc: macOS, Windows, musl
-        return
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
-    libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)  # blocks up to 1 GiB come from the heap, which is reused...
-    libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)  # ...and is never trimmed back to the system
-
-
-def device_name(device):
-    """The device in words, as runs record it: cpu, mps, or the GPU's name."""
-    return torch.cuda.get_device_name(device) if device.startswith("cuda") else torch.device(device).type
-
-
-def cpu_has_native_bfloat16():
-    """Whether this CPU has bfloat16 instructions; without them torch emulates bfloat16, several times slower
-    than float32. x86: AVX512-BF16 (Intel since Cooper Lake, every Xeon with AMX, AMD since Zen 4). Arm: the
-    BF16 extension (Graviton 3, Apple M2 and later), as oneDNN reads it. This is the one place that asks; the
-    tests switch it on and off (tests/conftest.py), whatever the machine running them has."""
-    if platform.machine().lower() in ("x86_64", "amd64", "x86", "i386", "i686"):
-        return torch.cpu._is_avx512_bf16_supported()
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
-def gpu_capability(device):
-    """The CUDA GPU's compute capability, as (major, minor)."""
-    return tuple(torch.cuda.get_device_capability(device))
-
-
-def native_precision(dtype, device):
-    """Whether this device multiplies dtype matrices in hardware. float32: everywhere. bfloat16: on GPUs of
-    compute capability 8.0 and later (A100, H100, L4, RTX 30xx/40xx; torch.cuda.is_bf16_supported() says yes on a
-    T4 and a V100 too, but counts emulation) and on CPUs with bfloat16 instructions. float16: on CUDA GPUs.
-    Elsewhere (float16 on a CPU, 16-bit on MPS, where this code does not autocast) it is emulated or unused."""
-    kind = torch.device(device).type
-    if dtype == "float32":
-        return True
-    if kind == "cuda":
-        return dtype == "float16" or gpu_capability(device) >= (8, 0)
-    return kind == "cpu" and dtype == "bfloat16" and cpu_has_native_bfloat16()
-
-
-def pick_dtype(name, device, stop=()):
-    """The autocast precision for a --dtype setting on this device, and why, in a few words.
-
-    auto: on a GPU, bfloat16 where it is native (compute capability 8.0 and later), else float16 with a grad
-    scaler (T4, V100). On a CPU with bfloat16 instructions, whichever of float32 and bfloat16 multiplies matrices
-    faster here, measured: CPUs differ; on one without them, float32. A precision set by name is kept even where
-    it is only emulated: emulation_warning says what it costs. On MPS this code trains in float32."""
-    kind = torch.device(device).type
-    if kind == "mps" and name in ("bfloat16", "float16"):
-        raise ConfigError(f"--dtype={name}: on MPS this code trains in float32 (it does not autocast there); "
-                          f"use --dtype=auto or float32")
-    if name != "auto":
-        return name, "as set"
-    if kind == "cuda":
-        capability = "{}.{}".format(*gpu_capability(device))
-        return ("bfloat16", "native on this GPU") if native_precision("bfloat16", device) else \
-            ("float16", f"no native bfloat16 below compute capability 8.0 (this GPU: {capability})")
-    if not native_precision("bfloat16", device):
-        return "float32", f"no native bfloat16 on {kind} here"
-    speedup = matmul_speed(device, "bfloat16", stop) / matmul_speed(device, "float32", stop)
-    return ("bfloat16" if speedup > 1.1 else "float32"), f"bfloat16 matmuls {speedup:.1f}x float32's speed here"
-
-
-def emulation_warning(dtype, device, stop=()):
-    """None where this device computes dtype natively; else one line saying that it is emulated here, and how fast
-    its matmuls ran against those of the precision --dtype=auto picks, measured in a fraction of a second."""
-    if native_precision(dtype, device):
-        return None
-    kind = torch.device(device).type
-    where = {"bfloat16": "this CPU has no bfloat16 instructions", "float16": "float16 is a GPU precision: most CPUs have no float16 units"}[dtype] \
-        if kind == "cpu" else "bfloat16 units came with compute capability 8.0; this GPU has {}.{}".format(
-            *gpu_capability(device))
-    auto, _ = pick_dtype("auto", device, stop)
-    speed = matmul_speed(device, dtype, stop) / matmul_speed(device, auto, stop)
-    return (f"--dtype={dtype} is emulated here ({where}): its matmuls ran at {speed:.2f}x {auto}'s speed; "
-            f"--dtype=auto would train in {auto}")
-
-
-def matmul_speed(device, dtype, stop=()):
-    """A quick measure of the dense matmul rate in dtype, FLOP/s, to compare precisions: a fraction of a second."""
-    return measure_matmul_flops(device, dtype, n=4096 if device.startswith("cuda") else 1024, rounds=3, seconds=0.05,
-                                stop=stop)
-
-
-# ---------------------------------------------------------------------------------------------------
-# the attention kernel: one policy for plain and shaped attention alike
-
-ATTENTION_KERNELS = ("fused", "explicit")
-EXPLICIT_MEMORY = 2**30  # bytes of T x T matrices the explicit kernel may keep for the backward pass, at most
-
-
-def use_attention_kernel(kernel):
-    """From here on torch's scaled_dot_product_attention (SDPA) runs on this kernel, for every block alike:
-    plain and shaped attention both compute their softmax part A v with it (blocks/parts.py).
-      fused     SDPA's own pick among its kernels that never build the T x T matrix (on a CPU flash
-                attention; on a GPU flash, memory-efficient or cuDNN attention): O(T) memory
-      explicit  SDPA's math backend: the T x T matrix softmax(q k^T / sqrt(hs) + M), then times v: O(T^2)"""
-    fused = kernel == "fused"
-    # these switches are named cuda, but SDPA on a CPU obeys them too
-    torch.backends.cuda.enable_flash_sdp(fused)
-    torch.backends.cuda.enable_mem_efficient_sdp(fused)
-    torch.backends.cuda.enable_cudnn_sdp(fused)
-    torch.backends.cuda.enable_math_sdp(True)  # the fallback where no fused kernel takes the inputs
-
-
-def pick_attention(name, device, dtype, shape, stop=()):
-    """The attention kernel for an --attention setting on this device, and why, in a few words.
-    shape: (batch, heads, T, head size, layers) of the run's attention.
-
-    auto: on a GPU, fused. On a CPU, whichever runs attention's forward and backward pass at this shape
-    faster here, timed in a fraction of a second: CPUs and precisions differ (README, Benchmarks: on one
-    CPU the explicit kernel wins in bfloat16 at short T and loses in float32). Explicit only where it wins
-    by more than 10%, so that a close call does not flip between runs, and only where the T x T matrices
-    it keeps for the backward pass of every layer take at most 1 GiB. In a precision the CPU only emulates
-    (tens of times slower) the kernels are timed on one sequence, not the whole batch."""
-    if name != "auto":
-        return name, "as set"
-    if not device.startswith("cpu"):
-        return "fused", "on a GPU"
-    batch, heads, T, head_size, layers = shape
-    matrices = layers * batch * heads * T * T * 4  # float32 attention probabilities, one matrix per head
-    if matrices > EXPLICIT_MEMORY:
-        return "fused", f"explicit would keep {matrices / 2**30:.1f} GiB of T x T matrices"
-    timed = shape if native_precision(dtype, device) else (1, *shape[1:])
-    speedup = attention_seconds("fused", device, dtype, timed, stop=stop) / \
-        attention_seconds("explicit", device, dtype, timed, stop=stop)
-    return ("explicit" if speedup > 1.1 else "fused"), f"explicit {speedup:.1f}x fused's speed here at T={T}"
-
-
-def attention_seconds(kernel, device, dtype, shape, repeats=3, seconds=1.0, stop=()):
-    """The best time of a few forward and backward passes of causal SDPA on one layer's q, k, v, on kernel,
-    after one untimed pass: fewer once `seconds` have gone by, or once `stop` holds a signal (train.py's Ctrl-C)."""
-    batch, heads, T, head_size, _ = shape
-    q, k, v = (torch.randn(batch, heads, T, head_size, device=device, dtype=getattr(torch, dtype),
-                           requires_grad=True) for _ in range(3))
-    use_attention_kernel(kernel)
-    times, start = [], time.perf_counter()
-    while len(times) < repeats + 1:  # the first is a warm-up
-        t0 = time.perf_counter()
-        torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward()
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
-        if len(times) >= 2 and (time.perf_counter() - start > seconds or stop):
-            break
-    use_attention_kernel("fused")
-    return min(times[1:])
-
-
-def autocast(device_type, dtype):
-    """Mixed precision: parameters and the residual stream stay float32, matmuls run in dtype."""
-    if dtype == "float32":
-        return nullcontext()
-    return torch.autocast(device_type, dtype=getattr(torch, dtype))
-
-
-def synchronize(device):
-    """Wait for the device to finish its queued work (timings are meaningless without it)."""
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
-    elif device.startswith("mps"):
-        torch.mps.synchronize()
-
-
-def peak_memory(device):
-    """Memory in bytes: on CUDA the allocator's peak since the last reset; on MPS what the Metal driver
-    holds now (MPS keeps no peak); on a CPU the peak resident memory of the whole process (interpreter
-    and data included)."""
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated(device)
-    if device.startswith("mps"):
-        return torch.mps.driver_allocated_memory()
-    try:
-        import resource  # not on Windows
-    except ImportError:
-        return float("nan")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux KiB
-
-
-def measure_matmul_flops(device, dtype, n=None, rounds=5, seconds=0.2, stop=()):
-    """This machine's dense matmul rate in dtype, in FLOP/s: the peak that MFU is taken against.
-    The best of several timed rounds after a warm-up: a busy neighbour, or a GPU still raising its
-    clock, can only make a round slower, never faster. The matrices grow from 256 x 256 up to n x n (large
-    enough to reach the peak) while the next size, 8 times the work, still fits in a round: a precision the
-    hardware only emulates, ten or a hundred times slower, is measured small, and the whole measurement takes
-    about rounds x seconds in any precision. It stops early, after a round, once `stop` holds a signal."""
-    n_max = n or (8192 if device.startswith("cuda") else 2048)
-    n = min(256, n_max)
-    while True:
-        a, b = (torch.randn(n, n, device=device, dtype=getattr(torch, dtype)) for _ in range(2))
-        a @ b  # warm up
-        synchronize(device)
-        t0 = time.perf_counter()
-        a @ b
-        synchronize(device)
-        if n >= n_max or 8 * (time.perf_counter() - t0) > seconds or stop:
-            break
-        n = min(2 * n, n_max)
-    best = 0.0
-    for _ in range(rounds):
-        count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            a @ b
-            count += 1
-            synchronize(device)
-        best = max(best, 2 * n**3 * count / (time.perf_counter() - start))
-        if stop:
-            break
-    if device.startswith("cuda"):  # the matrices were not the run's: free them, forget their peak memory
-        del a, b
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-    return best
-
-
-# Dense 16-bit tensor-core peaks (bfloat16 or float16 with float32 accumulation, no sparsity), TFLOP/s, from
-# NVIDIA's data sheets, by the words of torch.cuda.get_device_name() ("Tesla T4", "NVIDIA H100 80GB HBM3",
-# "NVIDIA A100-SXM4-80GB", "NVIDIA L40S"). A GPU not listed gets no data sheet figure (None) rather than a guess.
-DATASHEET_TFLOPS = {
-    "H100": 989,  # H100 Tensor Core GPU data sheet: H100 SXM, 1,979 with sparsity (its name says HBM3, not SXM)
-    "H100 PCIe": 756,  # the same data sheet: H100 PCIe, 1,513 with sparsity
-    "H100 NVL": 835,  # the same data sheet: H100 NVL, 1,671 with sparsity
-    "H200": 989,  # H200 Tensor Core GPU data sheet: H200 SXM, 1,979 with sparsity
-    "H200 NVL": 835,  # the same data sheet: H200 NVL, 1,671 with sparsity
-    "A100": 312,  # A100 Tensor Core GPU data sheet: SXM and PCIe, 40 and 80 GB alike, 624 with sparsity
-    "A10": 125,  # A10 Tensor Core GPU data sheet: 250 with sparsity
-    "L4": 121,  # L4 Tensor Core GPU data sheet: 242 with sparsity
-    "L40": 181,  # L40 GPU data sheet: 362 with sparsity
-    "L40S": 362,  # L40S GPU data sheet: 733 with sparsity
-    "T4": 65,  # T4 Tensor Core GPU data sheet: mixed precision (FP16/FP32)
-    "V100 SXM2": 125,  # V100 Tensor Core GPU data sheet: tensor performance, SXM2
-    "V100 PCIe": 112,  # the same data sheet: PCIe
-    "RTX 4090": 165.2,  # Ada Lovelace architecture whitepaper: FP16/BF16 tensor, FP32 accumulate (330.3 sparse)
-}
-
-
-def datasheet_flops(device, dtype):
-    """The data sheet's peak FLOP/s for this GPU and a 16-bit dtype, or None where we do not know it (or where the
-    GPU only emulates bfloat16: no tensor core peak applies). The GPU's name is matched against every key as whole
-    words (so "L40S" is not the "L4", nor "RTX A1000" the "A100"), and the longest key that matches wins (so
-    "H100 NVL" is not the "H100")."""
-    if not device.startswith("cuda") or dtype not in ("bfloat16", "float16") or not native_precision(dtype, device):
-        return None
-    name = torch.cuda.get_device_name(device)
-    matching = [key for key in DATASHEET_TFLOPS if re.search(
-        r"(?<![A-Za-z0-9])" + r"[\s-]+".join(map(re.escape, key.split())) + r"(?![A-Za-z0-9])", name, re.IGNORECASE)]
-    return DATASHEET_TFLOPS[max(matching, key=len)] * 1e12 if matching else None

@@ -17,66 +17,24 @@ settings is reused, an interrupted one is resumed, so running the command again 
 
 import itertools
 import json
+import math
 import statistics
-import subprocess
 import sys
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
 
-from blocks import BLOCKS
-from checkpoint import CheckpointError, load_checkpoint, read_log, refuse_if_training
-from common import device_name, pick_device, pyplot, run_main
-from configurator import ConfigError, ExperimentSettings, parse_config, parse_value, unknown
+from common import figure_file, pyplot, run_child, run_main, writable_folder
+from configurator import unknown
 from data import load_dataset
+from errors import CheckpointError, ConfigError
+from hardware import device_name, pick_device
 from model import GPT
-from train import TrainConfig, changed_settings  # compare.py runs train.py: it speaks train.py's settings
-
-NOT_SWEPT = {"block", "seed", "out_dir", "resume", "allow_changes", "overwrite"}  # compare.py sets these itself
-
-
-@dataclass
-class CompareConfig(ExperimentSettings):  # the settings are in configurator.py, so that config files may hold them
-    def __post_init__(self):
-        for block in self.block_list:
-            if block not in BLOCKS:
-                raise ConfigError(f"unknown block {block!r}; valid blocks: {', '.join(BLOCKS)}")
-            if self.block_list.count(block) > 1:
-                raise ConfigError(f"--blocks names {block} twice; name each block once")
-        seeds = self.seeds.split(",") if self.seeds else []
-        if not all(seed.strip().lstrip("-").isdigit() for seed in seeds) or len(set(seeds)) < len(seeds):
-            raise ConfigError(f"--seeds={self.seeds}: give different whole numbers separated by commas, "
-                              f"e.g. --seeds=1337,1,2")
-        parse_sweep(self.sweep)  # refuses a setting train.py does not have, or a value of the wrong type
-
-    @property
-    def block_list(self):
-        return self.blocks.split(",") if self.blocks else list(BLOCKS)
-
-    @property
-    def seed_list(self):
-        return [int(seed) for seed in self.seeds.split(",")] if self.seeds else [None]
-
-
-def parse_sweep(sweep):
-    """The settings a --sweep names, each with its values typed: [(NAME, [V1, V2, ...])], one or two of them
-    (--sweep="NAME=V1,V2 NAME2=W1,W2" trains every pair); [] without a sweep."""
-    swept = {f.name: f for f in fields(TrainConfig) if f.name not in NOT_SWEPT}
-    settings = []
-    for part in sweep.split():
-        name, _, values = part.partition("=")
-        if name not in swept:
-            raise unknown(name, swept, f"--sweep={sweep}")
-        if not values:
-            raise ConfigError(f"--sweep={sweep}: give the values after the name, e.g. --sweep={name}=V1,V2")
-        values = [parse_value(swept[name], value) for value in values.split(",")]
-        if len(set(values)) < len(values):
-            raise ConfigError(f"--sweep={sweep} names a value twice; name each value of {name} once")
-        settings.append((name, values))
-    if len(settings) > 2 or len({name for name, _ in settings}) < len(settings):
-        raise ConfigError(f"--sweep={sweep}: sweep one setting, or two different ones separated by a space")
-    return settings
+from processes import STOP_SIGNALS
+from run_folder import load_checkpoint, read_log, refuse_if_training
+from settings import (ExperimentSettings, TrainConfig, changed_settings, parse_experiment_settings, parse_sweep,
+                      parse_train_settings, saved_settings)
 
 
 @dataclass
@@ -91,7 +49,7 @@ class Run:
 def parse(argv):
     """compare.py's own settings, and every run's train.py settings from the rest of argv: config files
     are read once per run, so a preset can choose a learning rate by block (or by a swept setting)."""
-    own = [f.name for f in fields(CompareConfig)]
+    own = [f.name for f in fields(ExperimentSettings)]
     known = own + [f.name for f in fields(TrainConfig) if f.name != "block"]  # --blocks sets each run's block
     for arg in argv:
         if arg.startswith("--") and arg != "--help" and arg[2:].partition("=")[0] not in known:
@@ -99,8 +57,7 @@ def parse(argv):
     flags = [arg for arg in argv if arg.startswith("--") and arg[2:].partition("=")[0] in own]
     rest = [arg for arg in argv if arg not in flags]  # config files and train.py's flags
     files = [arg for arg in rest if not arg.startswith("--")]
-    cfg = parse_config(CompareConfig, [*files, *flags, *(arg for arg in argv if arg in ("-h", "--help"))],
-                       "compare.py", other=TrainConfig, other_program="train.py")
+    cfg = parse_experiment_settings([*files, *flags, *(arg for arg in argv if arg in ("-h", "--help"))])
     sweeps = parse_sweep(cfg.sweep)
     runs = []
     for block in cfg.block_list:
@@ -120,8 +77,7 @@ def parse(argv):
 def train_settings(rest, block, *extra):
     """One run's train.py settings: compare.py's arguments but its own flags, then the run's block and extra
     flags. A config file may set out_dir; else the runs go to out/compare/."""
-    return parse_config(TrainConfig, [*rest, f"--block={block}", *extra], "train.py",
-                        defaults={"out_dir": "out/compare/{block}"})
+    return parse_train_settings([*rest, f"--block={block}", *extra], defaults={"out_dir": "out/compare/{block}"})
 
 
 def own_folder(run, base, swept):
@@ -145,7 +101,7 @@ def train_block(run):
     ckpt_path = run.run_dir / "ckpt.pt"
     if ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
-        if changed_settings(with_defaults(ckpt["config"]), run):
+        if changed_settings(saved_settings(ckpt["config"], ckpt_path), run):
             raise CheckpointError(f"{run.run_dir} holds a run with other settings; pick another --out_dir "
                                   f"(or delete that folder)")
         here = device_name(pick_device(run.device))  # (a changed --dtype is a changed setting, refused above)
@@ -162,15 +118,12 @@ def train_block(run):
         print(f"{run.block}: reusing the finished run in {run.run_dir} (from its log: it has no checkpoint)")
         return
     flags = [f"--{key}={value}" for key, value in asdict(run).items()]
-    result = subprocess.run([sys.executable, str(Path(__file__).parent / "train.py"), *flags])
-    if result.returncode != 0:
-        sys.exit(result.returncode)  # train.py has said why
-
-
-def with_defaults(saved):
-    """A run's saved settings, with the default of every setting added to train.py since it was saved: a
-    setting that did not exist then behaved as its default does now."""
-    return {f.name: f.default for f in fields(TrainConfig)} | saved
+    status = run_child([sys.executable, str(Path(__file__).parent / "train.py"), *flags])
+    if status - 128 in STOP_SIGNALS:  # train.py saved a checkpoint; this command resumes it
+        print(f"compare.py stopped while {run.block} trained; run the same command again to resume it",
+              file=sys.stderr)
+    if status != 0:
+        sys.exit(status)  # train.py has said why
 
 
 def finished_without_checkpoint(run):
@@ -179,7 +132,14 @@ def finished_without_checkpoint(run):
     config = run.run_dir / "config.json"
     if not config.exists():
         return False
-    if changed_settings(with_defaults(json.loads(config.read_text())), run):
+    try:
+        saved = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # unreadable, not UTF-8, not JSON
+        saved = e
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{config} is damaged (not the settings train.py writes), and {run.run_dir} holds no "
+                              f"checkpoint to read them from; delete that folder to train the run again")
+    if changed_settings(saved_settings(saved, config), run):
         raise CheckpointError(f"{run.run_dir} holds a run with other settings; pick another --out_dir "
                               f"(or delete that folder)")
     rows = read_log(run.run_dir / "log.jsonl")
@@ -192,6 +152,10 @@ def summarise(run):
     if latest(rows, "val_loss") is None:
         raise CheckpointError(f"{run.run_dir / 'log.jsonl'} is missing or holds no validation loss, so {run.block} "
                               f"cannot be compared; delete {run.run_dir} and run compare.py again to retrain it")
+    if not math.isfinite(latest(rows, "val_loss")):  # logged by an earlier train.py, which let a run diverge
+        raise CheckpointError(f"the run in {run.run_dir} diverged (its last validation loss is "
+                              f"{latest(rows, 'val_loss')}), so {run.block} cannot be compared; delete {run.run_dir} "
+                              f"and run compare.py again with a lower --learning_rate")
     with torch.device("meta"):  # only the shapes, to count parameters
         model = GPT(run.model_config(load_dataset(run.dataset).vocab_size))
     # Each log row times its own interval of steps. A busy machine slows some intervals down and never
@@ -389,24 +353,24 @@ def plot(results, settings, path):
                      (f", mean and range of {len(seeds)} seeds" if len(seeds) > 1 else ""))
         by_value.legend(fontsize="small")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     print(f"wrote {path}")
 
 
 def compare(cfg, runs):
+    folder = Path(cfg.report)
+    writable_folder(folder, "--report")  # before any training, as is the plot's file
+    figure_file(cfg.plot or folder / "compare.png", "--plot")
     for run in runs:
         train_block(run.train)
     results = group_results(runs, [summarise(run.train) for run in runs])
     report = {"settings": asdict(cfg), "runs": [asdict(run.train) for run in runs], "results": results}
-    folder = Path(cfg.report)
-    folder.mkdir(parents=True, exist_ok=True)
     text = markdown(report)
     print("\n" + text)
     (folder / "compare.md").write_text(text)
     (folder / "compare.json").write_text(json.dumps(report, indent=1) + "\n")
-    plot(results, report["settings"], Path(cfg.plot) if cfg.plot else folder / "compare.png")
+    plot(results, report["settings"], Path(cfg.plot or folder / "compare.png"))
     return results
 
 

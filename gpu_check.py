@@ -34,19 +34,27 @@ from pathlib import Path
 import torch
 
 import bench
-from checkpoint import read_log
-from common import device_name, pick_device, run_main
-from configurator import parse_config, setting
+from common import remedy, run_child, run_main, writable_folder
+from configurator import Settings, parse_config, setting
+from data import dataset_setting
+from errors import CheckpointError
+from hardware import device_name, pick_device
+from processes import STOP_SIGNALS
+from run_folder import read_log
 
 ROOT = Path(__file__).parent
 
 
 @dataclass
-class CheckConfig:
+class CheckConfig(Settings):
     tiny: bool = setting(False, "every part at a tiny size, on any device: a check of the check itself")
     device: str = setting("auto", "auto, cuda or cuda:N; with --tiny also cpu")
     dataset: str = setting("stdlib", "the training part's dataset, as train.py takes it")
-    out: str = setting("results/gpu", "the folder the results go to, as <the GPU's name>.json and .md")
+    out: str = setting("results/gpu", "the folder the results go to, as <the GPU's name>.json and .md", path=True)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.dataset = dataset_setting(self.dataset)  # train.py runs in the repository's folder, not this one
 
 
 # the sizes of each part: the real check, and --tiny's
@@ -70,11 +78,16 @@ def bench_batch(device):
 def cuda_tests(cfg, device):
     if not device.startswith("cuda"):
         return {"status": "skipped", "summary": "needs a CUDA GPU"}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "tests"], cwd=ROOT,
-                            capture_output=True, text=True)
-    print(result.stdout[-3000:], result.stderr[-3000:], sep="", flush=True)
-    last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "no output"
-    return {"status": "passed" if result.returncode == 0 else "failed", "summary": last}
+    with tempfile.TemporaryFile("w+") as output:  # kept, for the summary's last line
+        status = run_child([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "tests"], cwd=ROOT, stdout=output,
+                           stderr=subprocess.STDOUT)
+        output.seek(0)
+        printed = output.read()
+    if status - 128 in STOP_SIGNALS:  # stopped by a signal: so is the check
+        sys.exit(status)
+    print(printed[-3000:], flush=True)
+    last = printed.strip().splitlines()[-1] if printed.strip() else "no output"
+    return {"status": "passed" if status == 0 else "failed", "summary": last}
 
 
 def training(cfg, device, out):
@@ -85,7 +98,9 @@ def training(cfg, device, out):
                  "overwrite": True, **TRAIN_FLAGS[cfg.tiny]}
         args = [sys.executable, "train.py", *(f"--{key}={value}" for key, value in flags.items())]
         print(f"\n$ {' '.join(args[1:])}", flush=True)
-        status = subprocess.run(args, cwd=ROOT).returncode
+        status = run_child(args, cwd=ROOT)
+        if status - 128 in STOP_SIGNALS:  # stopped by a signal: so is the check
+            sys.exit(status)
         val = [row["val_loss"] for row in read_log(Path(out) / block / "log.jsonl") if "val_loss" in row]
         falling = status == 0 and len(val) == 3 and val[0] > val[1] > val[2]
         runs[block] = {"val_loss": val, "falling": falling}
@@ -114,8 +129,8 @@ def attention(cfg, device):
     lines = []
     for dtype, by_T in measured.items():
         ratios = []
-        for T, result in by_T.items():  # on the kernel training uses at this T
-            shaped, plain = (result["forms"][f"{result['auto']}, {form}"]["seconds"] for form in ("shaped", "plain"))
+        for T, result in by_T.items():  # each form on the kernel training picks for it at this T
+            shaped, plain = (result["forms"][f"{result['auto'][form]}, {form}"]["seconds"] for form in ("shaped", "plain"))
             ratios.append(f"T={T} {shaped / plain:.2f}x")
         lines.append(f"{dtype}: {', '.join(ratios)}")
     return {"status": "passed", "summary": "shaped vs plain, forward + backward time (target <= 1.2x): " +
@@ -157,6 +172,7 @@ def main(argv):
         sys.exit("error: no CUDA GPU here (torch.cuda.is_available() is False); see README's GPU section "
                  "(python gpu_check.py --tiny checks the check itself on any device)")
     device = pick_device(cfg.device)
+    writable_folder(cfg.out, "--out")  # before the work, not after it
     start = time.perf_counter()
     parts = {}
     parts["cuda tests"] = run_part("cuda tests", cuda_tests, cfg, device)
@@ -169,12 +185,17 @@ def main(argv):
     report = {"device": name, "torch": torch.__version__, "cuda": torch.version.cuda, "tiny": cfg.tiny,
               "seconds": round(time.perf_counter() - start, 1), "parts": parts}
     path = results_path(cfg.out, name)
-    write_results(path, report)
     print(f"\nGPU check: {name}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
-          f"{report['seconds'] / 60:.1f} minutes; written to {path}.json and .md")
-    for part, result in parts.items():
+          f"{report['seconds'] / 60:.1f} minutes")
+    for part, result in parts.items():  # the summary first: a failed write below cannot hide it
         status = "FAILED" if result["status"] == "failed" else result["status"]
         print(f"  {part}: {status}: {result['summary']}")
+    try:
+        write_results(path, report)
+    except OSError as e:  # (the folder was writable when the check started)
+        raise CheckpointError(f"could not write the results to {path}.json and .md ({e.strerror}); the summary above "
+                              f"is what they hold: {remedy(e, 'pick another --out')}") from None
+    print(f"written to {path}.json and .md")
     return 1 if any(result["status"] == "failed" for result in parts.values()) else 0
 
 

@@ -8,7 +8,6 @@ Where the paper and the official code (bobby-he/simplified_transformers)
 disagree, we follow the code and say so where it matters.
 """
 
-import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -16,19 +15,20 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from blocks import BLOCKS
-from blocks.parts import IdentityPlusLinear, RMSNorm, ShapedAttention
-from configurator import setting
+from blocks.parts import CausalSelfAttention, IdentityPlusLinear, KVCache, RMSNorm, ShapedAttention
+from configurator import Settings, positive, setting
+from errors import ConfigError
 
 
 @dataclass
-class ModelSettings:
+class ModelSettings(Settings):
     """The settings that shape a model, as train.py, probe.py and compare.py take them (--n_layer=...).
     A new model setting is added here, once: the scripts' settings and GPTConfig inherit it."""
-    n_layer: int = setting(4, "number of blocks")
-    n_head: int = setting(4, "attention heads per block (head size n_embd / n_head; the paper: 64)")
-    n_embd: int = setting(256, "width of the residual stream")
-    block_size: int = setting(128, "context length T in tokens (the paper trains at 128)")
-    mlp_ratio: int = setting(4, "MLP hidden width = mlp_ratio * n_embd")
+    n_layer: int = setting(4, "number of blocks", check=positive)
+    n_head: int = setting(4, "attention heads per block (head size n_embd / n_head; the paper: 64)", check=positive)
+    n_embd: int = setting(256, "width of the residual stream", check=positive)
+    block_size: int = setting(128, "context length T in tokens (the paper trains at 128)", check=positive)
+    mlp_ratio: int = setting(4, "MLP hidden width = mlp_ratio * n_embd", check=positive)
     # beta_FF at init in the shaped blocks: O(1/sqrt(depth)), 0.1 at depth 18 (§4.1)
     mlp_gain: float = setting(0.1, "initial beta_FF, the MLP branch gain of the shaped blocks: O(1/sqrt(n_layer))")
     # sas_vp's W_V, W_P = alpha B + beta dW. Fig. 4 trains alpha and beta from 1 and 0.2; Fig. 3 fixes them at 1
@@ -47,37 +47,28 @@ class ModelSettings:
                                choices=["shaped", "v_skipinit"])
 
     def __post_init__(self):
-        for name in ("block_size", "n_layer", "n_head", "n_embd", "mlp_ratio"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) > 0):
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        super().__post_init__()
         if self.n_embd % self.n_head != 0:
-            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
-        for name in ("mlp_gain", "vp_gain"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
-        if self.vp_base not in ("identity", "orthogonal"):
-            raise ValueError(f"vp_base must be identity or orthogonal, got {self.vp_base!r}")
-        if self.attn_matrix not in ("shaped", "v_skipinit"):
-            raise ValueError(f"attn_matrix must be shaped or v_skipinit, got {self.attn_matrix!r}")
+            raise ConfigError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
 
 
 @dataclass
 class GPTConfig(ModelSettings):
-    block: str = "pre_ln"  # which block of blocks/ every layer uses
-    vocab_size: int = 4097  # the default stdlib BPE: 4096 tokens + <|endoftext|>
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.block not in BLOCKS:
-            raise ValueError(f"unknown block {self.block!r}; valid blocks: {', '.join(BLOCKS)}")
-        if not (isinstance(self.vocab_size, int) and self.vocab_size > 0):
-            raise ValueError(f"vocab_size must be a positive integer, got {self.vocab_size!r}")
+    block: str = setting("pre_ln", "which block of blocks/ every layer uses", choices=BLOCKS)
+    vocab_size: int = setting(4097, "the default stdlib BPE: 4096 tokens + <|endoftext|>", check=positive)
 
     @classmethod
     def of(cls, settings, block, vocab_size):
         """The GPTConfig of a script's settings (a ModelSettings), for one block and vocabulary."""
         shape = {f.name: getattr(settings, f.name) for f in fields(ModelSettings)}
         return cls(**shape, block=block, vocab_size=vocab_size)
+
+
+def has_shaped_attention(block):
+    """Whether a block's attention is shaped: which forms of attention hardware.pick_attention times for it."""
+    with torch.device("meta"):  # shapes only
+        layer = BLOCKS[block](GPTConfig(n_layer=1, n_head=1, n_embd=8, vocab_size=1), 0)
+    return any(isinstance(module, ShapedAttention) for module in layer.modules())
 
 
 class GPT(nn.Module):
@@ -189,11 +180,20 @@ class GPT(nn.Module):
         matmul_weights += self.lm_head.weight.numel()
         return 6 * matmul_weights + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
 
-    def forward(self, idx, targets=None):
+    def set_attention_kernel(self, kernel):
+        """Every attention layer computes its softmax part on this kernel, fused or explicit
+        (blocks.parts.causal_attention); hardware.pick_attention says which is faster where."""
+        for module in self.modules():
+            if isinstance(module, CausalSelfAttention):
+                module.kernel = kernel
+
+    def forward(self, idx, targets=None, seen=0):
+        """Logits (B, T, vocab_size) of the tokens idx (B, T), and the loss if targets are given. seen: how many
+        positions come before idx's first token, whose keys and values the layers' KV caches hold (generate)."""
         B, T = idx.size()
-        if T > self.config.block_size:
-            raise ValueError(f"sequence of length {T} is longer than block_size={self.config.block_size}")
-        pos = torch.arange(T, device=idx.device)  # (T,)
+        if seen + T > self.config.block_size:
+            raise ValueError(f"sequence of length {seen + T} is longer than block_size={self.config.block_size}")
+        pos = torch.arange(seen, seen + T, device=idx.device)  # (T,)
         x = self.wte(idx) + self.wpe(pos)  # (B, T, C)
         for block in self.blocks:
             x = block(x)
@@ -215,17 +215,40 @@ class GPT(nn.Module):
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps, fused=device_type in ("cuda", "cpu"))
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
-        """Continue the token sequences idx (B, T) by max_new_tokens tokens, sampling
-        from the softmax at the given temperature, optionally only among the top_k
-        most likely tokens. Call model.eval() first; seed with torch.manual_seed."""
-        for _ in range(max_new_tokens):
-            context = idx[:, -self.config.block_size :]  # the model sees at most block_size tokens
-            logits, _ = self(context)
-            logits = logits[:, -1, :] / temperature  # (B, vocab_size)
-            if top_k is not None:
-                kth_best = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
-                logits = logits.masked_fill(logits < kth_best, float("-inf"))
-            next_token = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)  # (B, 1)
-            idx = torch.cat((idx, next_token), dim=1)
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, kv_cache=True):
+        """Continue the token sequences idx (B, T) by max_new_tokens tokens, sampling from the softmax at the given
+        temperature, optionally only among the top_k most likely tokens. Call model.eval() first; seed with
+        torch.manual_seed.
+
+        The model sees a window of at most block_size tokens (it has no position beyond). When the window is
+        full, it drops its older half, and grows again from the newer half. With kv_cache, every attention layer
+        keeps the keys and values of the window's positions (blocks.parts.KVCache), so a new token costs O(T),
+        not O(T^2); when the window drops its older half, the caches are filled again from the newer half.
+        Without it, every token runs the whole window again: the same window, so with top_k=1 (greedy) the
+        same tokens."""
+        layers = [module for module in self.modules() if isinstance(module, CausalSelfAttention)]
+        block_size = self.config.block_size
+        start, cached = max(0, idx.size(1) - block_size), 0  # the window is idx[:, start:]; the caches hold cached
+        try:
+            for _ in range(max_new_tokens):
+                if idx.size(1) - start > block_size:  # the window is full: keep its newer half
+                    start, cached = idx.size(1) - max(1, block_size // 2), 0
+                if kv_cache and cached == 0:
+                    for layer in layers:
+                        layer.cache = KVCache()
+                logits, _ = self(idx[:, start + cached:], seen=cached)  # the new positions only, with a cache
+                if kv_cache:
+                    cached = idx.size(1) - start
+                logits = logits[:, -1, :].float()  # (B, vocab_size)
+                # shifted by the largest first, so that a tiny temperature divides no logit into an overflow; one
+                # below 1e-30 (which float32 would round to 0) already picks the likeliest token, as 1e-30 does
+                logits = (logits - logits.max(dim=-1, keepdim=True).values) / max(temperature, 1e-30)
+                if top_k is not None:
+                    kth_best = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+                    logits = logits.masked_fill(logits < kth_best, float("-inf"))
+                next_token = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)  # (B, 1)
+                idx = torch.cat((idx, next_token), dim=1)
+        finally:
+            for layer in layers:
+                layer.cache = None
         return idx

@@ -14,18 +14,20 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from checkpoint import CheckpointError
 from common import pyplot, run_main
-from configurator import ConfigError, parse_config, setting
+from configurator import Settings, parse_config, setting
+from errors import CheckpointError, ConfigError
 
 
 @dataclass
-class PlotConfig:
-    sweep: str = setting("", "a compare.py report folder whose runs swept one or two settings (the first is the x axis)")
+class PlotConfig(Settings):
+    sweep: str = setting("", "a compare.py report folder whose runs swept one or two settings (the first is the x "
+                             "axis)")
     references: str = setting("", "report folders, separated by commas, whose rows become horizontal lines")
     out: str = setting("out/sweep.png", "where to draw the figure")
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.sweep:
             raise ConfigError("--sweep: give the report folder of a sweep, e.g. --sweep=results/fig3")
 

@@ -26,7 +26,6 @@ alpha I + beta A - gamma C at initialisation and after training (attention_RUN.p
 import json
 import statistics
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,38 +36,51 @@ from tqdm import tqdm
 from blocks import BLOCKS
 from blocks.parts import (IdentityPlusLinear, ShapedAttention, causal_softmax, shaped_attention_matrix,
                           uniform_causal_matrix)
-from checkpoint import CheckpointError, load_checkpoint, load_trained_model, read_log, remedy
-from common import pick_device, pyplot, run_main
-from configurator import ConfigError, parse_config, setting
-from data import load_dataset
+from common import pyplot, run_main, writable_folder
+from configurator import a_name, parse_config, positive, seed_range, setting
+from data import dataset_dir, load_dataset
+from errors import CheckpointError, ConfigError
+from hardware import pick_device
 from model import GPT, GPTConfig, ModelSettings
+from run_folder import load_trained_model, read_log
 
 
 @dataclass
 class ProbeConfig(ModelSettings):  # the model's shape settings come from ModelSettings; deeper by default here
     n_layer: int = setting(18, "number of blocks (the paper: 18, and 72 in its depth experiment)")
-    blocks: str = setting(",".join(BLOCKS), "comma-separated blocks to probe at initialisation")
+    blocks: str = setting(",".join(BLOCKS), "comma-separated blocks to probe at initialisation", choices=BLOCKS,
+                          each=True)
     checkpoints: str = setting("", "comma-separated run folders (e.g. out/pre_ln,out/sas_p): probe these trained "
-                                   "models instead, and report their learned gains")
-    batch_size: int = setting(16, "validation windows the measurements are averaged over")
+                                   "models instead, and report their learned gains", each=True, path=True)
+    batch_size: int = setting(16, "validation windows the measurements are averaged over", check=positive)
     dataset: str = setting("stdlib", "dataset for the windows: a folder name under data/, or a path with a slash "
                                      "(at init the tokens matter little; a checkpoint uses its own dataset)")
-    out: str = setting("out/probe", "folder for the JSON of the raw numbers and the figures")
-    name: str = setting("", "the JSON's and the signal propagation figure's name in --out (NAME.json, NAME.png); "
-                            "empty: init, or trained with --checkpoints")
+    out: str = setting("out/probe", "folder for the JSON of the raw numbers and the figures", path=True)
+    name: str = setting("", "the JSON's and the signal propagation figure's name in --out (NAME.json, NAME.md, "
+                            "NAME.png); empty: init, or trained with --checkpoints", check=a_name)
     layer: int = setting(0, "with --checkpoints: the block (1 to n_layer) whose attention matrices are drawn; "
                             "0: the middle one")
-    seed: int = setting(1337, "seeds the initialisation: every block starts from the same seed")
+    seed: int = setting(1337, "seeds the initialisation: every block starts from the same seed", check=seed_range)
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
 
     def __post_init__(self):
         super().__post_init__()
-        for block in self.blocks.split(","):
-            self.model_config(block, vocab_size=1)  # GPTConfig checks the name
-        if self.block_size < 2 or self.batch_size < 1:
-            raise ConfigError("need block_size >= 2 (pairs of positions) and batch_size >= 1")
+        dataset_dir(self.dataset)  # refuses a setting that names no dataset, before any work
+        if self.block_size < 2:
+            raise ConfigError("need block_size >= 2 (pairs of positions)")
         if self.layer < 0:
             raise ConfigError(f"--layer={self.layer}: give a block number from 1, or 0 for the middle block")
+        if Path(self.name).suffix in (".json", ".md", ".png"):  # it would write NAME.json.json
+            raise ConfigError(f"--name={self.name}: give the name without a file type, --name={Path(self.name).stem}; "
+                              f"probe.py writes NAME.json, NAME.md and NAME.png")
+        folders = [Path(folder).resolve() for folder in self.checkpoints.split(",")] if self.checkpoints else []
+        if len(set(folders)) < len(folders):
+            raise ConfigError(f"--checkpoints={self.checkpoints} names a run twice; name each run once")
+
+    @property
+    def block_list(self):
+        """The blocks to probe at initialisation; every block if --blocks is empty (as compare.py's)."""
+        return self.blocks.split(",") if self.blocks else list(BLOCKS)
 
     def model_config(self, block, vocab_size):
         return GPTConfig.of(self, block, vocab_size)
@@ -209,7 +221,7 @@ def models(cfg):
         return
     ds = load_dataset(cfg.dataset)
     idx, vocab_size = ds.val_windows(cfg.block_size, cfg.batch_size)[0], ds.vocab_size
-    for block in cfg.blocks.split(","):
+    for block in cfg.block_list:
         torch.manual_seed(cfg.seed)  # the same seed for every block, as train.py does
         yield block, GPT(cfg.model_config(block, vocab_size)), idx
 
@@ -225,18 +237,14 @@ def probe(cfg):
     if missing:  # refuse before any work; --checkpoints names folders, not files
         raise CheckpointError(f"no checkpoint at {Path(missing[0]) / 'ckpt.pt'}; --checkpoints takes run folders "
                               f"of train.py, e.g. out/sas_p")
-    for folder in folders:  # likewise a --layer that some run does not have
-        n_layer = load_checkpoint(Path(folder) / "ckpt.pt", needs=["model_config"])["model_config"]["n_layer"]
+    for folder in folders:  # likewise a run that cannot be read (its weights, its data), or lacks --layer
+        n_layer = load_trained_model(folder)[0].config.n_layer
         if cfg.layer > n_layer:
             raise ConfigError(f"--layer={cfg.layer}: {folder} has blocks 1 to {n_layer}")
     out = Path(cfg.out)
-    try:  # likewise an --out it cannot write into
-        out.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out).close()
-    except OSError as e:
-        raise ConfigError(f"cannot write into --out={out} ({e.strerror}); {remedy(e, 'pick another --out')}") from None
+    writable_folder(out, "--out")  # likewise an --out it cannot write into
     results = {}
-    for name, model, idx in tqdm(models(cfg), total=len(folders or cfg.blocks.split(",")), desc="probing",
+    for name, model, idx in tqdm(models(cfg), total=len(folders or cfg.block_list), desc="probing",
                                  unit="model"):
         model.to(device, torch.float64).eval()  # float64: see the top
         results[name] = {"block": model.config.block, **measure(model, idx.to(device))}
@@ -244,21 +252,31 @@ def probe(cfg):
             results[name]["gains"] = learned_gains(model)
     uniform = attention_entropy(uniform_causal_matrix(idx.size(1))[None, None]).item()
     print_tables(results, uniform)
-    stem = out / (cfg.name or ("trained" if folders else "init"))
+    name = cfg.name or ("trained" if folders else "init")  # (--name=mlp_gain0.1: ".1" is no file type)
     report = {"settings": asdict(cfg), "uniform_entropy": uniform, "results": results}
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    stem.with_suffix(".md").write_text(markdown(report))
-    print(f"\nwrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")
-    plot(results, stem.with_suffix(".png"))
-    for folder in folders:
-        draw_run(folder, cfg, out, device)
+    (out / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / f"{name}.md").write_text(markdown(report))
+    print(f"\nwrote {out / f'{name}.json'} and {out / f'{name}.md'}")
+    plot(results, out / f"{name}.png")
+    for folder, run in zip(folders, figure_names(folders)):
+        draw_run(folder, run, cfg, out, device)
     return report
 
 
-def draw_run(folder, cfg, out, device):
-    """The figures of one trained run: its gains per layer and over training, and, for a shaped block, one
-    layer's attention matrices at initialisation and after training, on the first validation window."""
-    run = Path(folder).name
+def figure_names(folders):
+    """A name for each run's figures: its folder's name, or, where runs share one (results/ladder/sas_p and
+    out/sas_p), as many of the folders above it as tell them apart (ladder-sas_p, out-sas_p)."""
+    paths, names = [Path(folder).resolve().parts[1:] for folder in folders], []  # (without the root)
+    for depth in range(1, max(map(len, paths), default=0) + 1):
+        names = ["-".join(parts[-depth:]) for parts in paths]
+        if len(set(names)) == len(names):
+            break
+    return names
+
+
+def draw_run(folder, run, cfg, out, device):
+    """The figures of one trained run (run: their name): its gains per layer and over training, and, for a shaped
+    block, one layer's attention matrices at initialisation and after training, on the first validation window."""
     trained, dataset = load_trained_model(folder)
     trained.to(device).eval()
     if trained.gains():  # blocks with gains

@@ -9,6 +9,10 @@ output in its input's dtype, so the residual stream stays float32 in every block
 would do that by itself (float32 x + bfloat16 branch is float32), but the blocks without skips scale
 their branches by 0-dim gains, and a 0-dim float32 gain times a bfloat16 tensor stays bfloat16.
 
+Speed: a step's time beyond the matmuls goes in passes over the activations, one per elementwise
+operation. The parts and blocks take as few as they can: torch.addcmul(a, b, c) is a + b * c in one
+pass, where a + b * c would take two and a temporary; the RMS of the norm is one reduction.
+
 The parts define shapes only. Every starting value (including the ones the
 paper cares most about: zero queries, identity values, the branch gains) is set
 in one place, GPT.init_weights in model.py.
@@ -33,7 +37,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.empty(dim))
 
     def forward(self, x):
-        rms = x.pow(2).mean(dim=-1, keepdim=True).sqrt()  # (B, T, 1)
+        rms = torch.linalg.vector_norm(x, dim=-1, keepdim=True) / x.size(-1) ** 0.5  # (B, T, 1), in one pass
         return self.weight * x / (rms + self.eps)
 
 
@@ -84,7 +88,12 @@ class CausalSelfAttention(nn.Module):
     in the form alpha I + beta dW (Eq. 6). With identity_values=True they are
     fixed to the identity (§4.2) and disappear from the parameter count, except
     in layer 0, which keeps W_V = alpha I + beta dW.
+
+    kernel: how the softmax part is computed, the same in every layer (GPT.set_attention_kernel): fused or
+    explicit (causal_attention). cache: while GPT.generate runs with its KV cache, the layer's KVCache.
     """
+    kernel = "fused"
+    cache = None
 
     def __init__(self, config, layer_idx, identity_values=False, near_identity_values=False):
         super().__init__()
@@ -102,7 +111,12 @@ class CausalSelfAttention(nn.Module):
             self.c_proj = nn.Linear(d, d, bias=False)
 
     def attend(self, q, k, v):
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return causal_attention(q, k, v, self.kernel)
+
+    def attend_cached(self, q, k, v):
+        """attend() for the newest positions (q, k, v of those), the earlier ones' keys and values in the cache."""
+        k, v = self.cache.extend(k, v)  # (B, nh, every position so far, hs)
+        return causal_attention(q, k, v, self.kernel)
 
     def heads(self, x):
         """q, k, v of x (B, T, C), the channels split into heads: (B, nh, T, hs) each."""
@@ -113,7 +127,7 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x):
         B, T, C = x.size()
-        y = self.attend(*self.heads(x))  # (B, nh, T, hs)
+        y = (self.attend if self.cache is None else self.attend_cached)(*self.heads(x))  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.c_proj(y).to(x.dtype)  # back in the stream's dtype: see the top
 
@@ -141,30 +155,81 @@ class ShapedAttention(CausalSelfAttention):
         self.gamma = nn.Parameter(torch.empty(config.n_head)) if centred else None
 
     def attend(self, q, k, v):
-        return shaped_attention(q, k, v, self.alpha, self.beta, self.gamma)
+        return shaped_attention(q, k, v, self.alpha, self.beta, self.gamma, self.kernel)
+
+    def attend_cached(self, q, k, v):
+        """The newest positions' rows of (alpha I + beta A - gamma C) v, from the cache: I v needs only their own
+        values, A v the keys and values of every position so far, and C v, a running mean, only the running sum
+        of the values, which the cache keeps (one vector per head, whatever the length)."""
+        seen = self.cache.length  # positions before these
+        k_all, v_all = self.cache.extend(k, v)
+        alpha, beta = (g.view(-1, 1, 1) for g in (self.alpha, self.beta))  # (nh, 1, 1)
+        out = torch.addcmul(alpha * v, beta, causal_attention(q, k_all, v_all, self.kernel))  # alpha v + beta A v
+        if self.gamma is not None:  # - gamma C v: the running sum up to each new position, over how many it holds
+            running_sum = self.cache.value_sum + v.cumsum(dim=-2, dtype=torch.promote_types(v.dtype, torch.float32))
+            self.cache.value_sum = running_sum[..., -1:, :]  # (B, nh, 1, hs)
+            out = torch.addcmul(out, running_sum, -self.gamma.view(-1, 1, 1) / (positions(v.size(-2), v.device) + seen))
+        return out
 
 
-def shaped_attention(q, k, v, alpha, beta, gamma=None):
-    """Causal shaped attention (Eq. 5), per head (alpha I + beta A - gamma C) v, without a T x T matrix.
+class KVCache:
+    """What a layer keeps of the positions seen so far while GPT.generate decodes one token at a time: their keys
+    and values (B, nh, length, hs), and for shaped attention the sum of their values (B, nh, 1, hs), all that C v
+    needs of them. With identity values (sas and after) the values are the layer's normalised input itself."""
 
-    q, k, v: (B, nh, T, hs); alpha, beta, gamma: (nh,), gamma None for Eq. 4's alpha I + beta A.
-    Each of the three terms has an O(T) form:
+    def __init__(self):
+        self.k = self.v = None
+        self.length, self.value_sum = 0, 0.0
+
+    def extend(self, k, v):
+        """Add the newest positions' keys and values; return those of every position so far."""
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
+        self.length += v.size(-2)
+        return self.k, self.v
+
+
+def causal_attention(q, k, v, kernel="fused"):
+    """A v: causal softmax attention, per head softmax(q k^T / sqrt(hs) + M) v, for q the last q.size(-2) of the
+    positions of k and v (all of them in training; the newest while generating with a cache).
+        fused     torch's scaled_dot_product_attention (SDPA): flash or memory-efficient kernels, O(T) memory
+        explicit  the T x T matrix (causal_softmax), then times v: O(T^2) memory, faster on some CPUs at short T
+    q, k, v: (B, nh, T, hs). Returns (B, nh, T_q, hs)."""
+    if kernel == "explicit":
+        return causal_softmax(q, k).to(v.dtype) @ v
+    if q.size(-2) == k.size(-2):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    if q.size(-2) == 1:  # one new position: it may see every position so far
+        return F.scaled_dot_product_attention(q, k, v)
+    raise ValueError("the fused kernel takes as many queries as keys, or one query")
+
+
+def shaped_attention(q, k, v, alpha, beta, gamma=None, kernel="fused"):
+    """Causal shaped attention (Eq. 5), per head (alpha I + beta A - gamma C) v; Eq. 4's alpha I + beta A with
+    gamma None. q, k, v: (B, nh, T, hs); alpha, beta, gamma: (nh,).
+
+    Two forms, one per attention kernel, each the cheaper one where its kernel is (hardware.pick_attention):
+    fused, without a T x T matrix, each of the three terms in its O(T) form:
         I v  = v
         A v  = torch's fused scaled_dot_product_attention (flash / memory-efficient kernels)
         C v  = running mean of v over positions <= t, since C[i, j] = 1/(i+1) for j <= i
-    The sum is taken in float32, the residual stream's precision, even when q, k, v are bfloat16
-    under autocast: C v's running sum does not drift over long sequences, and the gains' gradients
-    are summed in float32 rather than rounded to bfloat16. Returns float32 (B, nh, T, hs), or float64
-    for float64 inputs (probe.py measures in float64).
-    shaped_attention_matrix below is the explicit form the tests hold this to.
+    explicit, the official code's: the matrix alpha I - gamma C is the same for every sequence, so (alpha I +
+    beta A - gamma C) v is one matrix product with beta A plus that constant.
+    Either way the sum is taken in float32, the residual stream's precision, even when q, k, v are bfloat16
+    under autocast: C v's running sum does not drift over long sequences, and the gains' gradients are summed
+    in float32 rather than rounded to bfloat16. Returns float32 (B, nh, T, hs), or float64 for float64 inputs
+    (probe.py measures in float64). The tests hold both forms to the matrix built whole, term by term.
     """
-    softmax_v = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # A v
+    precision = torch.promote_types(v.dtype, torch.float32)  # float32, or float64 for a float64 v
+    if kernel == "explicit":
+        matrix = shaped_attention_matrix(q, k, alpha, beta, gamma)  # (B, nh, T, T), in float32
+        return (matrix.to(v.dtype) @ v).to(precision)  # the product in v's dtype, as autocast would run it
     alpha, beta = (g.view(-1, 1, 1) for g in (alpha, beta))  # (nh, 1, 1), float32
-    out = alpha * v + beta * softmax_v
-    if gamma is not None:  # Eq. 5's centring
-        precision = torch.promote_types(v.dtype, torch.float32)  # float32, or float64 for a float64 v
-        mean_v = v.to(precision).cumsum(dim=-2) / positions(v.size(-2), v.device)  # C v
-        out = out - gamma.view(-1, 1, 1) * mean_v
+    # each addcmul is one pass over the activations: a + b * c
+    out = torch.addcmul(alpha * v, beta, F.scaled_dot_product_attention(q, k, v, is_causal=True))
+    if gamma is not None:  # Eq. 5's centring: - gamma C v, the running sum times -gamma / (how many it averages)
+        T = v.size(-2)
+        out = torch.addcmul(out, v.cumsum(dim=-2, dtype=precision), -gamma.view(-1, 1, 1) / positions(T, v.device))
     return out
 
 
@@ -174,14 +239,19 @@ def positions(T, device):
 
 
 def causal_softmax(q, k):
-    """A: causal softmax attention, softmax(q k^T / sqrt(hs) + M) with M = -inf above the diagonal.
+    """A: causal softmax attention, softmax(q k^T / sqrt(hs) + M) with M = -inf where a query would see a later
+    position; q the last q.size(-2) positions of k (usually all of them).
 
-    q, k: (B, nh, T, hs). Returns (B, nh, T, T): O(T^2) memory, for tests and the probe, not training.
+    q, k: (B, nh, T_q, hs) and (B, nh, T, hs). Returns (B, nh, T_q, T), in float32 or float64: O(T^2) memory, for
+    the explicit kernel, the tests and the probe.
     """
-    T, hs = q.size(-2), q.size(-1)
-    logits = q @ k.transpose(-2, -1) / hs**0.5  # (B, nh, T, T)
-    causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
-    return logits.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+    T_q, T, hs = q.size(-2), k.size(-2), q.size(-1)
+    logits = q @ k.transpose(-2, -1) / hs**0.5  # (B, nh, T_q, T)
+    causal = torch.ones(T_q, T, dtype=torch.bool, device=q.device).tril(diagonal=T - T_q)
+    # the softmax in float32 (float64 for float64 inputs) even under autocast, as SDPA's kernels and the official
+    # code take it: a bfloat16 softmax would round every probability, and the gains' gradients with them
+    precision = torch.promote_types(q.dtype, torch.float32)
+    return logits.masked_fill(~causal, float("-inf")).softmax(dim=-1, dtype=precision)
 
 
 def uniform_causal_matrix(T, device=None):
@@ -192,14 +262,14 @@ def uniform_causal_matrix(T, device=None):
 
 def shaped_attention_matrix(q, k, alpha, beta, gamma=None):
     """The explicit shaped attention matrix alpha I + beta A - gamma C, (B, nh, T, T); alpha I + beta A
-    without gamma (Eq. 4).
+    without gamma (Eq. 4). Built as (alpha I - gamma C) + beta A: the first term is a constant of the gains,
+    (nh, T, T), so beta A is added to it in one pass over the B x nh matrices.
 
-    O(T^2) memory: the reference that tests compare shaped_attention against. Not used for training.
+    O(T^2) memory: the explicit kernel's form (shaped_attention), and what the probe and exercises look at.
     """
     T = q.size(-2)
-    I = torch.eye(T, device=q.device)
     alpha, beta = (g.view(-1, 1, 1) for g in (alpha, beta))  # (nh, 1, 1)
-    matrix = alpha * I + beta * causal_softmax(q, k)
+    constant = alpha * torch.eye(T, device=q.device)  # (nh, T, T)
     if gamma is not None:  # Eq. 5's centring
-        matrix = matrix - gamma.view(-1, 1, 1) * uniform_causal_matrix(T, device=q.device)
-    return matrix
+        constant = constant - gamma.view(-1, 1, 1) * uniform_causal_matrix(T, device=q.device)
+    return torch.addcmul(constant, beta, causal_softmax(q, k))

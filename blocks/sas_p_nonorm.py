@@ -27,4 +27,4 @@ class Block(nn.Module):
 
     def forward(self, x):
         h = self.ln_1(x)
-        return self.beta_sa * self.attn(h) + self.beta_ff * self.mlp(h)
+        return torch.addcmul(self.beta_sa * self.attn(h), self.beta_ff, self.mlp(h))  # a + b * c, in one pass

@@ -33,4 +33,4 @@ class Block(nn.Module):
 
     def forward(self, x):
         x = self.beta_sa * self.attn(self.ln_1(x))
-        return self.alpha_ff * x + self.beta_ff * self.mlp(self.ln_2(x))
+        return torch.addcmul(self.alpha_ff * x, self.beta_ff, self.mlp(self.ln_2(x)))  # a + b * c, in one pass

@@ -19,7 +19,7 @@ mlp_gain = 0.1  # beta_FF
 batch_size = 16
 max_steps = 500
 learning_rate = 1e-3
-warmup_frac = 0.2  # a fifth of the run, as in the ladder preset (exercise 9 asks why)
+warmup_frac = 0.2  # a fifth of the run, as in the ladder preset (exercise 10 asks why)
 
 eval_interval = 50
 eval_windows = 100

@@ -1,5 +1,5 @@
 # The paper's Fig. 3 (§4.2, Eq. 6), at a CPU's scale:
-#   python compare.py config/fig3.py
+#   python compare.py config/fig3.py --out_dir=results/fig3/{block} --report=results/fig3
 #   python compare.py config/fig3.py --blocks=pre_ln,no_attn_skip,sas --sweep= --out_dir=results/fig3_references/{block} --report=results/fig3_references
 #   python plot_sweep.py --sweep=results/fig3 --references=results/fig3_references --out=assets/fig3.png
 # The first command trains sas_vp with W_V, W_P = alpha B + beta dW in every layer, the first one too: alpha fixed

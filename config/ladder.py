@@ -15,7 +15,7 @@ batch_size = 16
 max_steps = 2000
 learning_rate = 1e-3  # the paper's, for every block
 # The paper warms up for 2,000 steps (5% of 40K). Our runs are short, so we warm up for a fifth of the
-# run, 400 steps (exercise 9 asks what a 5% warmup does here).
+# run, 400 steps (exercise 10 asks what a 5% warmup does here).
 warmup_frac = 0.2
 
 eval_interval = 100

@@ -9,16 +9,32 @@ The data side of nanoSAS: `python data/prepare.py` builds a dataset folder, data
 
 from pathlib import Path
 
+from configurator import is_name
+from errors import ConfigError
+
 DATA_DIR = Path(__file__).resolve().parent
 DEFAULT_DATASET = "stdlib"
 
 
 def dataset_dir(name):
-    """Where a --dataset setting points: a bare name is a folder under data/ (stdlib -> data/stdlib),
-    anything with a slash is a path, relative to the current directory (./mine, ~/datasets/mine)."""
-    if "/" not in name and name not in (".", ".."):
-        return DATA_DIR / name
-    return Path(name).expanduser().resolve()
+    """Where a --dataset setting points, by the one rule every script follows: a name is a folder under data/
+    (stdlib -> data/stdlib), anything else a path, relative to the current folder (./mine, ~/datasets/mine, ..).
+    Empty, or data/ itself, it names no dataset (prepare.py's --name is a name: configurator.is_name)."""
+    if not name:
+        raise ConfigError("--dataset is empty; name a dataset: a folder in data/ (--dataset=stdlib) or a path "
+                          "(--dataset=./mine)")
+    path = DATA_DIR / name if is_name(name) else Path(name).expanduser().resolve()
+    if path == DATA_DIR:
+        raise ConfigError(f"--dataset={name} is data/, the folder that holds the datasets, not one of them; name "
+                          f"one, e.g. --dataset={DEFAULT_DATASET}")
+    return path
+
+
+def dataset_setting(name):
+    """A --dataset setting as a run records it: a name as it is, a path made absolute, so that a process started
+    in another folder (gpu_check.py's train.py, a resumed run) finds the same data. Refuses what names none."""
+    path = dataset_dir(name)
+    return name if is_name(name) else str(path)
 
 
 def load_dataset(name):
@@ -28,9 +44,9 @@ def load_dataset(name):
     # would load prepare.py a second time, as data.prepare
     import tempfile
 
-    from data.bpe import DataError
     from data.dataset import Dataset
     from data.prepare import prepare
+    from errors import DataError
 
     path = dataset_dir(name)
     if name == DEFAULT_DATASET and not path.exists():

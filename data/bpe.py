@@ -23,6 +23,8 @@ import regex
 import tiktoken
 from tqdm import tqdm
 
+from errors import DataError
+
 # GPT-2's pre-tokenizer: text is cut into chunks (words with their leading space, numbers, runs of
 # punctuation, runs of whitespace) and BPE never merges across chunk boundaries.
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -32,10 +34,6 @@ MAX_PIECE = 128
 EOT = "<|endoftext|>"
 RANKS_FILE = "tokenizer.tiktoken"
 META_FILE = "tokenizer.json"
-
-
-class DataError(ValueError):
-    """Bad input or an unusable dataset, explained in one line: the scripts print it without a traceback."""
 
 
 def train_bpe(texts, vocab_size, pattern=GPT2_PATTERN, progress=True):
@@ -195,4 +193,7 @@ def load_tokenizer(data_dir):
         raise DataError(f"{data_dir / META_FILE} is damaged (not the JSON prepare.py writes); {rebuild}") from None
     if hashlib.sha256(ranks_bytes).hexdigest() != ranks_sha256:
         raise DataError(f"{data_dir / RANKS_FILE} does not match {META_FILE}; {rebuild}")
-    return Tokenizer(make_encoding(name, ranks_from_bytes(ranks_bytes), pattern))
+    try:
+        return Tokenizer(make_encoding(name, ranks_from_bytes(ranks_bytes), pattern))
+    except (ValueError, TypeError) as e:  # a pattern that does not compile, a name that is not text
+        raise DataError(f"{data_dir / META_FILE} is damaged ({(str(e).splitlines() or [''])[0]}); {rebuild}") from None

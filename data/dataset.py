@@ -11,7 +11,8 @@ import numpy as np
 # module for its manifest, makes no tensors, and would start 1-2 s slower
 
 from data import DATA_DIR, DEFAULT_DATASET
-from data.bpe import DataError, load_tokenizer
+from data.bpe import load_tokenizer
+from errors import DataError
 
 FORMAT = "nanosas-dataset-1"
 MANIFEST = "manifest.json"
@@ -32,20 +33,32 @@ def build_advice(data_dir):
 def load_manifest(data_dir):
     """Read a dataset's manifest and check that its token files are all there, at full length."""
     path = Path(data_dir) / MANIFEST
+    if Path(data_dir).is_file():
+        raise DataError(f"{data_dir} is a file, not a dataset folder; point --dataset at a folder that "
+                        f"data/prepare.py built")
     if not path.is_file():
         raise DataError(f"no dataset in {data_dir}; {build_advice(data_dir)}")
     try:
         manifest = json.loads(path.read_text())
-        sizes = {split: 2 * manifest["tokens"][split] for split in SPLITS}  # uint16: 2 bytes a token
-    except (ValueError, KeyError, TypeError):  # truncated, not JSON, or a key missing
-        manifest = {}
-    if manifest.get("format") != FORMAT:
+    except ValueError:  # truncated, not JSON, not UTF-8
+        manifest = None
+    if not well_formed(manifest):
         raise DataError(f"{path} is not a nanoSAS dataset manifest; {REBUILD}")
-    for split, size in sizes.items():
+    for split in SPLITS:
         bin_path = Path(data_dir) / f"{split}.bin"
-        if not bin_path.is_file() or bin_path.stat().st_size != size:
+        if not bin_path.is_file() or bin_path.stat().st_size != 2 * manifest["tokens"][split]:  # uint16: 2 bytes
             raise DataError(f"{bin_path} is missing or truncated; {REBUILD}")
     return manifest
+
+
+def well_formed(manifest):
+    """Whether a manifest has what its readers take from it, each of the right kind: the format, the token counts
+    (Dataset), the fingerprint (checkpoints), the settings and the corpus's hash (a rebuild compares them)."""
+    return (isinstance(manifest, dict) and manifest.get("format") == FORMAT
+            and isinstance(manifest.get("tokens"), dict)
+            and all(type(manifest["tokens"].get(split)) is int for split in SPLITS)
+            and isinstance(manifest.get("fingerprint"), str) and isinstance(manifest.get("settings"), dict)
+            and isinstance(manifest.get("corpus_sha256"), str))
 
 
 class Dataset:

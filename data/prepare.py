@@ -19,6 +19,7 @@ settings, list the files, read them, train the BPE, encode, write. Bad input sto
 one line, `error: ...`, on stderr, and exit status 2 for a bad option, 1 for anything else.
 """
 import argparse
+import errno
 import fnmatch
 import glob
 import hashlib
@@ -27,27 +28,37 @@ import os
 import platform
 import re
 import shutil
+import signal
 import stat
 import sys
 import sysconfig
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+try:
+    import fcntl  # file locks, on Linux, macOS and the other POSIX systems
+except ImportError:  # Windows: no lock (one_build_at_a_time says what that means)
+    fcntl = None
+
 if __package__ in (None, ""):  # run as `python data/prepare.py`: make the `data` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from configurator import is_name
 from data import DATA_DIR, DEFAULT_DATASET
-from data.bpe import GPT2_PATTERN, META_FILE, RANKS_FILE, DataError, make_encoding, save_tokenizer, train_bpe
+from data.bpe import GPT2_PATTERN, META_FILE, RANKS_FILE, make_encoding, save_tokenizer, train_bpe
 from data.dataset import FORMAT, MANIFEST, SPLITS, load_manifest
 from data.sources import gpt2_ranks, read_codeparrot
+from errors import ConfigError, DataError
 
 ALWAYS_EXCLUDED = ["__pycache__", "site-packages", "dist-packages"]  # hidden folders are skipped too
 STDLIB_TESTS = ["test", "tests", "idle_test"]
 STDLIB_CODECS = ["encodings", "pydoc_data"]  # codec tables, and one huge string of help text: poor text
+BUILD_WAIT = 600  # seconds a build waits for another one in the same folder
 MIN_VOCAB, MAX_VOCAB = 257, 65535  # 256 bytes + at least one merge; ids, up to eot = vocab_size, are uint16
 
 
@@ -73,55 +84,57 @@ def prepare(out_dir, source=None, patterns=("*.py",), tokenizer="bpe", vocab_siz
     """
     start = time.time()
     out_dir = Path(out_dir)
-    if isinstance(patterns, str):
-        patterns = [p for p in patterns.split(",") if p]
+    if isinstance(patterns, str):  # "*.py, *.md": a space after the comma is no part of a file name
+        patterns = [p.strip() for p in patterns.split(",") if p.strip()]
     settings = check_settings(source, list(patterns), tokenizer, vocab_size, val_fraction, include_codecs,
                               codeparrot)
-    existing = existing_manifest(out_dir, force)
-    if existing is not None and existing["settings"] != settings:
-        changed = ", ".join(f"{key}: {existing['settings'].get(key)!r} there, {value!r} now"
-                            for key, value in settings.items() if existing["settings"].get(key) != value)
-        raise DataError(f"{out_dir} was built with other settings ({changed}); "
-                        "pass --force to replace it, or choose another --name")
+    with one_build_at_a_time(out_dir):  # a second build of out_dir waits here for this one, then sees it built
+        existing = existing_manifest(out_dir, force)
+        if existing is not None and existing["settings"] != settings:
+            changed = ", ".join(f"{key}: {existing['settings'].get(key)!r} there, {value!r} now"
+                                for key, value in settings.items() if existing["settings"].get(key) != value)
+            raise DataError(f"{out_dir} was built with other settings ({changed}); "
+                            "pass --force to replace it, or choose another --name")
 
-    docs, skipped = read_corpus(settings)
-    files_list = [describe(doc) for doc in docs]
-    corpus_sha256 = hashlib.sha256(json.dumps(files_list, sort_keys=True).encode()).hexdigest()
-    if existing is not None:
-        if existing["corpus_sha256"] != corpus_sha256:
-            raise DataError(f"the source files changed since {out_dir} was built; "
-                            "pass --force to rebuild it, or choose another --name")
-        print(f"{out_dir} is up to date (fingerprint {existing['fingerprint']}); --force rebuilds it")
-        return out_dir
+        docs, skipped = read_corpus(settings)
+        files_list = [describe(doc) for doc in docs]
+        corpus_sha256 = hashlib.sha256(json.dumps(files_list, sort_keys=True).encode()).hexdigest()
+        if existing is not None:
+            if existing["corpus_sha256"] != corpus_sha256:
+                raise DataError(f"the source files changed since {out_dir} was built; "
+                                "pass --force to rebuild it, or choose another --name")
+            print(f"{out_dir} is up to date (fingerprint {existing['fingerprint']}); --force rebuilds it")
+            return out_dir
 
-    remove_killed_builds(out_dir)
-    tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")  # beside out_dir, so rename is atomic
-    tmp_dir.mkdir(parents=True)
-    try:
-        ranks = make_ranks(docs, settings)
-        manifest = write_dataset(tmp_dir, docs, ranks, files_list, skipped, settings, corpus_sha256)
-        move_into_place(tmp_dir, out_dir)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)  # a failed run leaves nothing behind
+        remove_killed_builds(out_dir)
+        tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")  # beside out_dir, so rename is atomic
+        tmp_dir.mkdir()
+        try:
+            ranks = make_ranks(docs, settings)
+            manifest = write_dataset(tmp_dir, docs, ranks, files_list, skipped, settings, corpus_sha256)
+            move_into_place(tmp_dir, out_dir)
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)  # a failed run leaves nothing behind
     print_summary(out_dir, manifest, time.time() - start)
     return out_dir
 
 
 def check_settings(source, patterns, tokenizer, vocab_size, val_fraction, include_codecs, codeparrot):
-    """Validate the options; return them as the dict the manifest stores (and re-runs compare)."""
+    """Validate the options (ConfigError: exit status 2); return them as the dict the manifest stores (and re-runs
+    compare)."""
     if tokenizer not in ("bpe", "gpt2"):
-        raise DataError(f"unknown tokenizer {tokenizer!r}; choose bpe or gpt2")
+        raise ConfigError(f"unknown tokenizer {tokenizer!r}; choose bpe or gpt2")
     if tokenizer == "bpe" and not MIN_VOCAB <= vocab_size <= MAX_VOCAB:
-        raise DataError(f"vocab_size={vocab_size} is out of range; choose {MIN_VOCAB}..{MAX_VOCAB} "
-                        "(256 byte tokens + at least one merge, and ids are stored as uint16)")
+        raise ConfigError(f"vocab_size={vocab_size} is out of range; choose {MIN_VOCAB}..{MAX_VOCAB} "
+                          "(256 byte tokens + at least one merge, and ids are stored as uint16)")
     if not 0 < val_fraction < 1:
-        raise DataError(f"val_fraction={val_fraction} must be between 0 and 1, e.g. 0.05")
+        raise ConfigError(f"val_fraction={val_fraction} must be between 0 and 1, e.g. 0.05")
     if codeparrot < 0:
-        raise DataError(f"codeparrot={codeparrot} must be a number of documents (0: off)")
+        raise ConfigError(f"codeparrot={codeparrot} must be a number of documents (0: off)")
     if codeparrot and source is not None:
-        raise DataError("--codeparrot and --source exclude each other; pass only one of them")
+        raise ConfigError("--codeparrot and --source exclude each other; pass only one of them")
     if include_codecs and (source is not None or codeparrot):
-        raise DataError("include_codecs only applies to the default source, the standard library")
+        raise ConfigError("include_codecs only applies to the default source, the standard library")
     if codeparrot:
         source, patterns, excluded = "huggingface-course/codeparrot-ds", None, None
     elif source is None:
@@ -130,12 +143,48 @@ def check_settings(source, patterns, tokenizer, vocab_size, val_fraction, includ
     else:
         source, excluded = Path(source).expanduser().resolve(), ALWAYS_EXCLUDED
         if not source.is_dir():
-            raise DataError(f"source folder {source} does not exist; pass --source=DIR, a folder of text")
+            raise ConfigError(f"source folder {source} {'is not a folder' if source.exists() else 'does not exist'}; "
+                              f"pass --source=DIR, a folder of text")
     if patterns is not None and not patterns:
-        raise DataError("no file patterns given; pass e.g. --patterns=*.py,*.md")
+        raise ConfigError("no file patterns given; pass e.g. --patterns=*.py,*.md")
     return {"source": str(source), "patterns": patterns, "excluded": excluded, "tokenizer": tokenizer,
             "vocab_size": vocab_size if tokenizer == "bpe" else None, "val_fraction": val_fraction,
             "codeparrot": codeparrot}
+
+
+@contextmanager
+def one_build_at_a_time(out_dir):
+    """Hold the folder out_dir is built in (the operating system's flock on it, which ends with the process) from
+    the check of what out_dir holds to the rename into place: two builds of one dataset at once never both build,
+    one silently replacing the other; the second waits, then finds the first's build (up to date, or built with
+    other settings: refused, as later). It waits at most BUILD_WAIT seconds. Without locks (Windows, some
+    network filesystems) there is no wait."""
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot make the folder {out_dir.parent} to build {out_dir.name} in ({e.strerror}); give "
+                        f"another --out") from None
+    fd = os.open(out_dir.parent, os.O_RDONLY) if fcntl else None
+    try:
+        for waited in range(int(BUILD_WAIT / 0.2) + 1):
+            try:
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if waited == 0:
+                    print(f"waiting for another prepare.py, which is building a dataset in {out_dir.parent}",
+                          file=sys.stderr)
+                time.sleep(0.2)
+            except OSError:  # a filesystem without locks
+                break
+        else:
+            raise DataError(f"another prepare.py has been building a dataset in {out_dir.parent} for "
+                            f"{BUILD_WAIT // 60} minutes; run this again once it has finished")
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # lets go of the lock
 
 
 def existing_manifest(out_dir, force):
@@ -162,14 +211,17 @@ def read_corpus(settings):
     if not files:
         raise DataError(f"no files matching {patterns} in {source}; pass another --source or --patterns")
     docs, skipped = read_files(source, files, settings["val_fraction"])
+    if not docs and set(skipped) == {"empty"}:
+        raise DataError(f"the {len(files)} files matching {patterns} in {source} are all empty; pass another "
+                        f"--source or --patterns")
     if not docs:
         raise DataError(f"none of the {len(files)} files matching {patterns} in {source} is UTF-8 text "
                         f"({counts_text(skipped)}); pass another --source or --patterns")
     unusable = {reason: n for reason, n in skipped.items() if reason != "empty"}  # empty files are no loss
     if unusable:
-        print(f"warning: skipped {counts_text(unusable)} files; only regular files of UTF-8 text are read "
-              "(not broken links, FIFOs, sockets or devices): convert other encodings to UTF-8 to include them",
-              file=sys.stderr)
+        print(f"warning: skipped {counts_text(unusable)} files; only readable regular files of UTF-8 text, "
+              "named in UTF-8, are read (not broken or looping links, FIFOs, sockets or devices): convert other "
+              "encodings to UTF-8 to include them", file=sys.stderr)
     if len(docs) == 1:
         raise DataError(f"only one usable file matches {patterns} in {source}; the train and validation splits "
                         "take whole files, so at least two are needed: add files")
@@ -195,24 +247,38 @@ def read_files(root, files, val_fraction):
     """Decode the files as UTF-8 into Documents; skip the others, counted by the reason read_text gives."""
     docs, skipped = [], Counter()
     for file in tqdm(files, desc="reading", unit=" files"):
-        text, reason = read_text(file)
+        path = file.relative_to(root).as_posix()
+        text, reason = read_text(file) if utf8(path) else (None, "non-UTF-8 named")
         if reason:
             skipped[reason] += 1
         else:
-            path = file.relative_to(root).as_posix()
             docs.append(Document(path, text, split_of(path, val_fraction)))
     return docs, skipped
+
+
+def utf8(path):
+    """Whether a path is UTF-8 text: the manifest records it, and its hash picks the split."""
+    try:
+        path.encode("utf-8")  # a name that is not UTF-8 comes from the system as lone surrogates, which fail here
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def read_text(file):
     """(text, None) for a regular file of UTF-8 text, else (None, why it is skipped)."""
     try:
-        mode = os.stat(file).st_mode  # follows a symbolic link; a dangling one raises FileNotFoundError
+        mode = os.stat(file).st_mode  # follows a symbolic link; a dangling or looping one raises
     except FileNotFoundError:
         return None, "broken link"
+    except OSError as e:
+        return None, "broken link" if e.errno == errno.ELOOP else "unreadable"
     if not stat.S_ISREG(mode):  # a FIFO, socket or device: opening a FIFO would wait forever for a writer
         return None, "special"
-    raw = file.read_bytes()
+    try:
+        raw = file.read_bytes()
+    except OSError:  # no permission, or gone since it was listed
+        return None, "unreadable"
     if not raw:
         return None, "empty"
     if b"\0" in raw:  # text files never contain NUL bytes
@@ -370,15 +436,36 @@ def main(argv=None):
         flags = " ".join(f"--{name}" for name in vars(args))
         parser.error(f"unknown argument(s) {' '.join(unknown)}; valid flags: {flags}")
 
+    if args.name is not None and not (args.name and is_name(args.name)):  # the rule train.py's --dataset follows
+        parser.error(f"--name={args.name} is not a name: --name names a folder in data/ (e.g. --name=mine); to "
+                     f"build anywhere else, give --out={args.name or 'DIR'}")
     name = args.name or ("codeparrot" if args.codeparrot else Path(args.source).expanduser().resolve().name
                          if args.source else DEFAULT_DATASET)
-    out_dir = Path(args.out) if args.out else DATA_DIR / name
+    out_dir = Path(args.out).expanduser().resolve() if args.out else DATA_DIR / name
+    if Path.cwd().is_relative_to(out_dir):  # a build is renamed into place: the shell would be left in a husk
+        parser.error(f"--out={args.out} is the current folder or holds it, which the build would replace; give a "
+                     f"folder of its own, e.g. --out={Path(args.out) / 'ds'}")
+    stops = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {signum: signal.signal(signum, stopped) for signum in stops}  # then as Ctrl-C: the build is removed
     try:
         prepare(out_dir, source=args.source, patterns=args.patterns, tokenizer=args.tokenizer,
                 vocab_size=args.vocab_size, val_fraction=args.val_fraction,
                 include_codecs=args.include_codecs, force=args.force, codeparrot=args.codeparrot)
-    except (DataError, OSError) as e:
-        sys.exit(f"error: {e}")
+    except (ConfigError, DataError, OSError) as e:  # 2 for a bad option, 1 for the rest, as every script
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2 if isinstance(e, ConfigError) else 1)
+    except KeyboardInterrupt as e:  # 128 + the signal, as every script
+        signum = e.args[0] if e.args else signal.SIGINT
+        how = "interrupted by Ctrl-C" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        print(f"\nerror: {how}; nothing was built, and {out_dir} is as it was", file=sys.stderr)
+        sys.exit(128 + signum)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def stopped(signum, frame):
+    raise KeyboardInterrupt(signum)
 
 
 if __name__ == "__main__":

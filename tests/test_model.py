@@ -42,7 +42,7 @@ def test_every_ladder_step_removes_one_thing():
 
 
 def test_unknown_block_lists_the_valid_names():
-    with pytest.raises(ValueError, match="unknown block 'sasp'.*pre_ln.*sas_p_nonorm"):
+    with pytest.raises(ValueError, match="block='sasp' is not valid; choose one of: pre_ln.*sas_p_nonorm"):
         GPTConfig(block="sasp")
 
 

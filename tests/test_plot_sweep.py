@@ -2,7 +2,7 @@
 
 import json
 
-from helpers import assert_one_line_error, run_script
+from helpers import assert_error, exit_status, run_script
 
 
 def write_report(folder, rows):
@@ -28,8 +28,8 @@ def test_draws_the_sweep_with_its_reference_lines(tmp_path):
     assert out.stat().st_size > 0 and f"wrote {out}" in result.stdout
 
 
-def test_a_report_without_a_sweep_or_without_a_report_is_refused_in_one_line(tmp_path):
+def test_a_report_without_a_sweep_or_without_a_report_is_refused_in_one_line(tmp_path, capfd):
     plain = write_report(tmp_path / "plain", [("pre_ln", {}, [4.9])])
-    assert_one_line_error(run_script("plot_sweep.py", f"--sweep={plain}"), "swept no setting", status=2)
-    assert_one_line_error(run_script("plot_sweep.py", f"--sweep={tmp_path / 'nowhere'}"), "no report at", status=1)
-    assert_one_line_error(run_script("plot_sweep.py"), "--sweep", status=2)
+    assert_error(capfd, 2, exit_status("plot_sweep.py", [f"--sweep={plain}"]), "swept no setting")
+    assert_error(capfd, 1, exit_status("plot_sweep.py", [f"--sweep={tmp_path / 'nowhere'}"]), "no report at")
+    assert_error(capfd, 2, exit_status("plot_sweep.py", []), "--sweep")

@@ -1,4 +1,4 @@
-"""Checks for exercise 2: the similarity measurement; the prediction is recorded and reported next to it, not graded."""
+"""Checks for exercise 4: the similarity measurement; the prediction is recorded and reported next to it, not graded."""
 
 import functools
 
@@ -123,6 +123,6 @@ def test_prediction_is_recorded():
     problems = problems_with_prediction(predicted, BLOCKS, WORDS)
     if not problems:
         for block in BLOCKS:
-            note("exercise 2, attention_skip: your prediction next to the measurement (not graded)",
+            note("exercise 4, attention_skip: your prediction next to the measurement (not graded)",
                  how_far(block, predicted[block]))
     assert_none(problems)

@@ -1,5 +1,6 @@
-"""Checks for exercise 13: Eq. 4 and Eq. 5 at zero logits, the attention's gradients step by step in tiny
-v_skipinit and no_attn_skip models, and the derived first step at which W_Q and W_K learn."""
+"""Checks for exercise 6: Eq. 4 and Eq. 5 at zero logits, the attention's gradients step by step in tiny
+v_skipinit and no_attn_skip models; the derived first step at which W_Q and W_K learn is recorded and reported
+next to the measurement, not graded."""
 
 import functools
 
@@ -7,23 +8,15 @@ import pytest
 import torch
 
 from blocks.parts import ShapedAttention, uniform_causal_matrix
-from exercises.checks import assert_none, diagnose, randomise, under_test
+from exercises.checks import assert_none, diagnose, note, problems_with_predictions, randomise, under_test
 from model import GPT, GPTConfig
 
 exercise = under_test("centring")
 BLOCKS = ["v_skipinit", "no_attn_skip"]
 CONFIG = dict(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32)  # the task's models
 NAMES = ("W_Q", "W_K", "beta")
-WHY = {  # the reason, shown when a derived step disagrees with the measurement
-    ("v_skipinit", "W_Q"): "beta = 0 switches the softmax part off at step 1: dL/dA = beta (dL/d output) v^T = 0, "
-                           "so no logit gets a gradient; once beta has moved, dL/dq_i = sum_j G_ij k_j / sqrt(hs) "
-                           "is not 0",
-    ("v_skipinit", "W_K"): "dL/dk_j = sum_i G_ij q_i / sqrt(hs) is 0 while q = 0, and W_Q only starts to move "
-                           "at step 2",
-    ("no_attn_skip", "W_Q"): "beta = 1: the softmax part is cancelled by gamma C, not switched off, so G is not 0, "
-                             "and dL/dq_i = sum_j G_ij k_j / sqrt(hs) with random keys",
-    ("no_attn_skip", "W_K"): "dL/dk_j = sum_i G_ij q_i / sqrt(hs) is 0 while q = 0; after step 1, W_Q is not 0",
-}
+STEPS = (1, 2, 3, 4)  # the steps the check measures: a derived step must be one of them
+QUESTION = {"v_skipinit": "b", "no_attn_skip": "c"}  # the question that explains each block
 
 
 def build(block, seed=0):
@@ -72,9 +65,9 @@ def reference_steps(block, steps, zero_grad=True):
 
 
 @functools.cache
-def first_steps(block, steps=4):
+def first_steps(block):
     """{"W_Q": the first step whose gradient is not 0, "W_K": ...}, measured."""
-    measured = reference_steps(block, steps)
+    measured = reference_steps(block, len(STEPS))
     return {name: next(step for step, grads in enumerate(measured, start=1) if grads[name] > 0)
             for name in ("W_Q", "W_K")}
 
@@ -168,16 +161,13 @@ def problems_with_steps(gradients_by_step):
     return problems
 
 
-def problems_with_derivation(derived):
-    problems = []
-    for block in BLOCKS:
-        for name in ("W_Q", "W_K"):
-            got = (derived.get(block) or {}).get(name) if isinstance(derived, dict) else None
-            truth = first_steps(block)[name]
-            if got != truth:
-                problems.append(f"{block}, {name}: you derived step {got!r}, it first gets a gradient at step "
-                                f"{truth}: {WHY[(block, name)]}")
-    return problems
+def next_to_the_measurement(block, derived):
+    """A line for the student: the derived first steps of one block next to the measured ones."""
+    measured = first_steps(block)
+    cells = "".join(f"   {name} derived {derived[name]}, measured {measured[name]}" for name in measured)
+    off = [name for name in measured if derived[name] != measured[name]]
+    verdict = "as derived" if not off else f"{' and '.join(off)} off: question {QUESTION[block]} says why"
+    return f"{block:13}{cells}:  {verdict}"
 
 
 def test_matrices_at_zero_logits():
@@ -192,5 +182,12 @@ def test_gradients_step_by_step():
     assert_none(problems_with_steps(exercise.gradients_by_step))
 
 
-def test_first_learning_step_is_derived_right():
-    assert_none(problems_with_derivation(exercise.first_learning_step()))
+def test_derivation_is_recorded():
+    """Any honest derivation passes: it is reported next to the measurement at the end of the run."""
+    derived = exercise.first_learning_step()
+    problems = problems_with_predictions(derived, BLOCKS, ("W_Q", "W_K"), STEPS, "first_learning_step()")
+    if not problems:
+        for block in BLOCKS:
+            note("exercise 6, centring: your derivation next to the measurement (not graded)",
+                 next_to_the_measurement(block, derived[block]))
+    assert_none(problems)

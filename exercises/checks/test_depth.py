@@ -1,4 +1,4 @@
-"""Checks for exercise 14: the change with depth and the seed spread, on small compare.json files the check writes
+"""Checks for exercise 13: the change with depth and the seed spread, on small compare.json files the check writes
 itself; the prediction is recorded and reported next to results/depth/compare.json if that is there, not graded."""
 
 import json
@@ -142,7 +142,7 @@ def test_prediction_is_recorded():
     """Any honest guess passes: the prediction is reported next to the committed results, when they are there."""
     predicted = exercise.predict()
     problems = problems_with_prediction(predicted, BLOCKS, WORDS)
-    heading = "exercise 14, depth: your prediction next to results/depth/compare.json (not graded)"
+    heading = "exercise 13, depth: your prediction next to results/depth/compare.json (not graded)"
     if not problems and not COMMITTED.exists():
         note(heading, "results/depth/compare.json is not there yet: keep your prediction, and read it next to the "
                       "results when they are")

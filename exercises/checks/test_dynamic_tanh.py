@@ -1,4 +1,4 @@
-"""Checks for exercise 10: DyT, the sas_p_dyt block, and a few training steps with train.py."""
+"""Checks for exercise 11: DyT, the sas_p_dyt block, and a few training steps with train.py."""
 
 import dataclasses
 import math
@@ -10,7 +10,8 @@ import blocks.sas_p
 import train
 from blocks import BLOCKS
 from blocks.parts import RMSNorm
-from checkpoint import read_log
+from run_folder import read_log
+from settings import run_settings
 from exercises.checks import assert_none, diagnose, randomise, tiny_run_flags, under_test
 from model import GPT, GPTConfig
 
@@ -110,7 +111,7 @@ def test_dyt_keeps_its_init_inside_a_gpt(monkeypatch):
 
 def test_dyt_block_trains_with_train_py(monkeypatch, tmp_path, tiny_dataset, quick_training):
     monkeypatch.setitem(BLOCKS, "sas_p_dyt", exercise.Block)
-    final = train.train(*train.settings(tiny_run_flags(tiny_dataset, tmp_path / "run", block="sas_p_dyt",
+    final = train.train(*run_settings(tiny_run_flags(tiny_dataset, tmp_path / "run", block="sas_p_dyt",
                                                        max_steps=20, eval_interval=10, log_interval=1)))
     rows = read_log(tmp_path / "run" / "log.jsonl")
     problems = []

@@ -1,4 +1,4 @@
-"""Checks for exercise 8: sas without its MLP skip, its output at initialisation, and a few training steps."""
+"""Checks for exercise 9: sas without its MLP skip, its output at initialisation, and a few training steps."""
 
 import dataclasses
 import math
@@ -8,7 +8,8 @@ import torch
 import blocks.sas
 import train
 from blocks import BLOCKS
-from checkpoint import read_log
+from run_folder import read_log
+from settings import run_settings
 from exercises.checks import assert_none, diagnose, randomise, tiny_run_flags, under_test
 from model import GPT, GPTConfig
 
@@ -81,13 +82,13 @@ def test_no_mlp_skip_at_initialisation(monkeypatch):
     x = torch.randn(3, CONFIG.block_size, CONFIG.n_embd)
     with torch.no_grad():
         expected = CONFIG.mlp_gain * block.mlp(block.ln_2(block.ln_1(x)))
-        assert_none(diagnose(block(x), expected, {}, "at initialisation, in a GPT, the block should return "
-                                                     "0.1 MLP(N2(N1(X))): shaped attention starts as the identity"))
+        assert_none(diagnose(block(x), expected, {}, "at initialisation, in a GPT after GPT.init_weights: write "
+                                                     "the block's output out (question a)"))
 
 
 def test_no_mlp_skip_trains_with_train_py(monkeypatch, tmp_path, tiny_dataset, quick_training):
     monkeypatch.setitem(BLOCKS, "sas_no_mlp_skip", exercise.Block)
-    final = train.train(*train.settings(tiny_run_flags(tiny_dataset, tmp_path / "run", block="sas_no_mlp_skip")))
+    final = train.train(*run_settings(tiny_run_flags(tiny_dataset, tmp_path / "run", block="sas_no_mlp_skip")))
     rows = read_log(tmp_path / "run" / "log.jsonl")
     assert_none([] if final["step"] == 12 and math.isfinite(final["val_loss"]) and rows else
                 [f"12 steps with train.py should end with a finite validation loss, got {final}"])

@@ -1,4 +1,4 @@
-"""Checks for exercise 7: the student's parallel block against blocks/sas_p.py."""
+"""Checks for exercise 8: the student's parallel block against blocks/sas_p.py."""
 
 import dataclasses
 
@@ -6,12 +6,14 @@ import torch
 
 import blocks.sas
 import blocks.sas_p
+import blocks.sas_p_nonorm
 from blocks import BLOCKS
-from exercises.checks import assert_none, diagnose, randomise, under_test
+from exercises.checks import assert_none, diagnose, names_used, randomise, under_test
 from model import GPT, GPTConfig
 
 exercise = under_test("parallel_block")
 CONFIG = GPTConfig(block="sas_p", vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32)
+ANSWERS = (blocks.sas_p.Block, blocks.sas_p_nonorm.Block)  # the answer, and nearly the answer
 WHY_NOT = {  # a tensor the block should not have: why it is gone
     "alpha_ff": "sas_p has no alpha_FF: the skip it scaled is gone",
     "ln_2.weight": "sas_p has one norm: both branches read the same H = N1(X), so ln_2 is gone",
@@ -78,6 +80,23 @@ def problems_with_forward(Block):
     return problems
 
 
+def problems_with_the_answer_used(module):
+    """[] if the student's block is neither sas_p's (the answer) nor sas_p_nonorm's (nearly the answer), and their
+    file does not import them."""
+    problems = [f"line {line}, `{code}`: blocks/sas_p.py is the answer and blocks/sas_p_nonorm.py nearly so: write "
+                f"the block from blocks/sas.py's parts" for line, code in names_used(module, ("sas_p", "sas_p_nonorm"))]
+    block = module.Block(CONFIG, 1)
+    answer = next((Block for Block in ANSWERS if isinstance(block, Block)), None)
+    if not problems and answer:
+        problems.append(f"Block is {answer.__module__}.Block, or made from it: write the block from blocks/sas.py's "
+                        f"parts")
+    return problems
+
+
+def test_parallel_block_is_written_not_imported():
+    assert_none(problems_with_the_answer_used(exercise._module()))
+
+
 def test_parallel_block_has_the_parameters_of_sas_p():
     assert_none(problems_with_parameters(exercise.Block))
 
@@ -106,5 +125,5 @@ def test_parallel_block_at_initialisation(monkeypatch):
     with torch.no_grad():
         h = block.ln_1(x)
         expected = h + CONFIG.mlp_gain * block.mlp(h)
-        assert_none(diagnose(block(x), expected, {}, "at initialisation, in a GPT, the block should return "
-                                                     "H + 0.1 MLP(H): shaped attention starts as the identity"))
+        assert_none(diagnose(block(x), expected, {}, "at initialisation, in a GPT after GPT.init_weights: write "
+                                                     "the block's output out (question a)"))

@@ -1,4 +1,4 @@
-"""Checks for exercise 12: every answer against what the repository's code does, worked out here by measuring.
+"""Checks for exercise 14: every answer against what the repository's code does, worked out here by measuring.
 
 Each question's check builds tiny models and finds which option is true; a wrong answer fails with a hint.
 """

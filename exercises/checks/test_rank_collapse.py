@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from exercises.checks import assert_none, close, under_test
+from exercises.checks import Operations, assert_none, close, under_test
 
 exercise = under_test("rank_collapse")
+PRODUCTS = ("mm", "bmm", "addmm", "baddbmm", "addbmm", "mv")  # matrix products; and every linalg_ operation
 
 
 def C(T):
@@ -69,13 +70,25 @@ def test_limit_of_the_powers():
     assert_none(problems_with_limit(exercise.limit))
 
 
-def test_limit_is_derived_not_computed(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("limit(T) is to be built by hand from what you derived, not from powers of C")
+def problems_with_limit_by_hand(limit):
+    """[] if limit(T) is the limit and torch multiplied or decomposed no T x T matrix to make it."""
+    problems = []
+    for T in (4, 9):
+        with Operations() as operations:
+            got = limit(T)
+        taken = sorted({name for name, inputs, _ in operations.seen
+                        if (name in PRODUCTS or name.startswith(("linalg_", "_linalg_")))
+                        and any(shape[-2:] == (T, T) for shape in inputs)})
+        if taken:
+            problems.append(f"limit({T}) multiplied or decomposed {T} x {T} matrices (torch's {', '.join(taken)}): "
+                            f"build it by hand from what you derived, not from powers of C")
+        elif not close(torch.as_tensor(got).double(), true_limit(T), atol=1e-7):
+            problems.append(f"limit({T}) is built by hand but is not the limit: see test_limit_of_the_powers")
+    return problems
 
-    monkeypatch.setattr(torch.linalg, "matrix_power", refuse)
-    monkeypatch.setattr(torch, "matrix_power", refuse)
-    exercise.limit(7)
+
+def test_limit_is_derived_not_computed():
+    assert_none(problems_with_limit_by_hand(exercise.limit))
 
 
 def test_distance_and_layers_to_collapse():

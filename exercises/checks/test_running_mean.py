@@ -1,11 +1,15 @@
-"""Checks for exercise 5: C v and C^T g in O(T), against the explicit matrix, and the autograd Function."""
+"""Checks for exercise 5: C v and C^T g in O(T), against the explicit matrix, and the autograd Function; none
+builds a T x T matrix."""
+
+import math
 
 import torch
 
-from exercises.checks import assert_none, close, diagnose, under_test
+from exercises.checks import Operations, assert_none, close, diagnose, under_test
 
 exercise = under_test("running_mean")
 SHAPES = [(1, 1, 1, 1), (2, 3, 7, 4), (5, 16, 8), (33, 2)]  # (..., T, hs): T = 1, 7, 16, 33
+LONG = 300  # a T at which a T x T matrix (90,000 entries) dwarfs every O(T) tensor (the inputs have 1,800)
 
 
 def C(T):
@@ -34,7 +38,7 @@ def problems_with_running_mean(running_mean):
                         v.cumsum(-2) / arange_column(T, 0),
                     "the sum runs over the wrong dimension: positions are dim -2": v.cumsum(-1) / positions,
                     "that is C^T v, the running sum from the end": (v / positions).flip(-2).cumsum(-2).flip(-2)}
-        problems += diagnose(running_mean(v).double(), C(T) @ v, mistakes, f"shape {shape}", atol=1e-7)
+        problems += diagnose(running_mean(v), C(T) @ v, mistakes, f"shape {shape}", atol=1e-7)
     return problems
 
 
@@ -51,8 +55,7 @@ def problems_with_transposed(transposed):
                     "no division: C^T g sums g_i / (i + 1), not g_i": g.flip(-2).cumsum(-2).flip(-2),
                     "flipped back too soon or not at all: flip, cumsum, then flip the result back":
                         (g / positions).flip(-2).cumsum(-2)}
-        problems += diagnose(transposed(g).double(), C(T).T @ g, mistakes, f"shape {shape}",
-                             atol=1e-7)
+        problems += diagnose(transposed(g), C(T).T @ g, mistakes, f"shape {shape}", atol=1e-7)
     return problems
 
 
@@ -82,3 +85,24 @@ def test_function_forward_and_backward():
         if not torch.autograd.gradcheck(exercise.RunningMean.apply, (v,), raise_exception=False):
             problems.append("torch.autograd.gradcheck disagrees with your backward")
     assert_none(problems)
+
+
+def problems_with_memory(running_mean, transposed, Function):
+    """[] if none of the three makes a tensor of O(T^2) entries, forward or backward, at T = LONG."""
+    v, g = tensors((2, LONG, 3)), tensors((2, LONG, 3), seed=1)
+    calls = {"running_mean": lambda: running_mean(v), "running_mean_transposed": lambda: transposed(g),
+             "RunningMean, forward and backward": lambda: Function.apply(v.clone().requires_grad_()).backward(g)}
+    problems = []
+    for name, call in calls.items():
+        with Operations() as operations:
+            call()
+        large = next(((op, shape) for op, _, outputs in operations.seen for shape in outputs
+                      if math.prod(shape) >= LONG * LONG // 2), None)
+        if large:
+            problems.append(f"{name} made a tensor of shape {large[1]} (torch's {large[0]}) at T = {LONG}: build "
+                            f"no T x T matrix, take running sums along the positions")
+    return problems
+
+
+def test_no_T_by_T_matrix():
+    assert_none(problems_with_memory(exercise.running_mean, exercise.running_mean_transposed, exercise.RunningMean))

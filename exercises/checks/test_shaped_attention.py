@@ -1,13 +1,14 @@
-"""Checks for exercise 3: the explicit shaped attention against the library's fused one."""
+"""Checks for exercise 2: the explicit shaped attention against the library's fused one."""
 
 import torch
 
 import blocks
 import blocks.parts
-from exercises.checks import assert_none, diagnose, under_test
+from exercises.checks import assert_none, diagnose, names_used, under_test
 
 exercise = under_test("shaped_attention")
 B, H, D = 2, 3, 8
+FORBIDDEN = {"parts", "scaled_dot_product_attention"}  # blocks/parts.py, however imported; torch's fused attention
 
 
 def random_inputs(T, seed=0):
@@ -87,7 +88,8 @@ def test_output_at_zero_queries():
     _, k, v, *_ = random_inputs(T=33)
     ones = torch.ones(H)
     out = exercise.shaped_attention(torch.zeros_like(k), k, v, ones, ones, ones)
-    assert_none(diagnose(out, v, {}, "with q = 0 and alpha = beta = gamma = 1 the output should be v", atol=1e-6))
+    assert_none(diagnose(out, v, {}, "with q = 0 and alpha = beta = gamma = 1, as at initialisation: question a "
+                                     "asks what it should be", atol=1e-6))
 
 
 def test_gains_act_per_head():
@@ -111,12 +113,21 @@ def test_causal():
                          f"changing position {t} changed the outputs before it: the future must get weight 0"))
 
 
-def test_built_without_the_library(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("exercise 3 asks for the explicit T x T form: do not call the library's attention")
+def problems_with_library_use(module):
+    """[] if the student's file names nothing from blocks/parts.py and not torch's fused attention."""
+    return [f"line {line}, `{code}`: exercise 2 asks for the explicit T x T form; use nothing from blocks/parts.py "
+            f"and not torch's scaled_dot_product_attention" for line, code in names_used(module, FORBIDDEN)]
 
+
+def test_built_without_the_library(monkeypatch):
+    """Neither named in the file nor reached at run time, through whatever the file imports."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("exercise 2 asks for the explicit T x T form: do not call the library's attention")
+
+    problems = problems_with_library_use(exercise._module())
     for module, name in [(blocks.parts, "shaped_attention"), (blocks.parts, "shaped_attention_matrix"),
                          (blocks.parts, "causal_softmax"), (blocks.parts, "uniform_causal_matrix"),
                          (torch.nn.functional, "scaled_dot_product_attention")]:
         monkeypatch.setattr(module, name, refuse)
     assert exercise.shaped_attention(*random_inputs(T=5)).shape == (B, H, 5, D)
+    assert_none(problems)

@@ -1,9 +1,9 @@
-"""Checks for exercise 9: the sweep's runs and its return value, on a tiny model for a few steps."""
+"""Checks for exercise 10: the sweep's runs and its return value, on a tiny model for a few steps."""
 
 import json
 import math
 
-from checkpoint import read_log
+from run_folder import read_log
 from exercises.checks import assert_none, tiny_run_flags, under_test
 
 exercise = under_test("sweep")

@@ -1,5 +1,5 @@
 """
-Exercise 2, solved: what the attention skip does. The task and the hint are in
+Exercise 4, solved: what the attention skip does. The task and the hint are in
 exercises/tasks/attention_skip.py.
 
 What `python -m exercises.solutions.attention_skip` prints (the last column is after block 18):
@@ -16,9 +16,11 @@ a. W_Q is N(0, 0.02), so the logits are close to 0 and A is close to C: each tok
    tends to a rank-one matrix, every row the first token's (exercise 1): after three
    blocks the tokens are already alike (rank collapse, §4.1). Deep, it trains badly
    (question d).
-b. Shaped attention is exactly the identity at initialisation, so X^ = N1(X): the
-   block re-normalises its input and adds 0.1 MLP(...), about 1% of its size. The
-   tokens stay as distinct as the embeddings, however deep the model.
+b. Shaped attention's matrix is exactly the identity at initialisation, and
+   no_attn_skip's W_V and W_P start orthogonal, so X^ = N1(X) W_V W_P: the block
+   re-normalises its input, applies a fixed orthogonal map, which keeps every length
+   and angle, and adds 0.1 MLP(...), about 1% of its size. The tokens stay as distinct
+   as the embeddings, however deep the model.
 c. The skip keeps each token's own vector in the stream, so the tokens never all
    become the same one. But the embeddings are small (N(0, 0.02), about 0.03 per
    coordinate) next to what the branches add (about 0.07 per coordinate for the

@@ -1,5 +1,5 @@
 """
-Exercise 13, solved: the centring term, Eq. 4 against Eq. 5 at initialisation. The task and the
+Exercise 6, solved: the centring term, Eq. 4 against Eq. 5 at initialisation. The task and the
 hint are in exercises/tasks/centring.py.
 
 What `python -m exercises.solutions.centring` prints:
@@ -38,7 +38,7 @@ b. With beta = 0 the output is alpha v, whatever A is: dL/dA = beta (dL/d output
 c. beta = 1: dL/dA is not 0, and the softmax's Jacobian at A = C is not 0, so neither is G.
    dL/dq_i = sum_j G_ij k_j / sqrt(hs) with random keys (W_K ~ N(0, 0.02)): W_Q (and b_Q) learn
    from step 1. dL/dk_j = sum_i G_ij q_i / sqrt(hs) = 0 while q = 0: W_K gets nothing at step 1
-   and learns from step 2, once W_Q has moved (exercise 4, question c). The softmax part is
+   and learns from step 2, once W_Q has moved (exercise 3, question c). The softmax part is
    live at full weight; only its value at initialisation is cancelled by gamma C.
 d. v_skipinit's W_Q first gets a gradient at step 2: 4.33e-06, against no_attn_skip's 4.33e-03
    at the same step, 1,000 times smaller. G carries the factor beta, and after one AdamW step

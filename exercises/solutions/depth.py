@@ -1,5 +1,5 @@
 """
-Exercise 14, solved: depth, which blocks put 72 layers to use. The task and the hint are in
+Exercise 13, solved: depth, which blocks put 72 layers to use. The task and the hint are in
 exercises/tasks/depth.py.
 
 What `python -m exercises.solutions.depth` prints, from results/depth/compare.json (made by

@@ -1,5 +1,5 @@
 """
-Exercise 10, solved: Dynamic Tanh. The task and the hint are in exercises/tasks/dynamic_tanh.py.
+Exercise 11, solved: Dynamic Tanh. The task and the hint are in exercises/tasks/dynamic_tanh.py.
 
 What we saw (the task's commands: 4 x 256, 300 steps on the stdlib corpus, validation loss;
 seed 1337 unless noted; alpha_init = 1 by editing Block to DyT(config.n_embd, alpha_init=1.0)):

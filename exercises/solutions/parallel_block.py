@@ -1,5 +1,5 @@
 """
-Exercise 7, solved: the parallel block. The task and the hint are in
+Exercise 8, solved: the parallel block. The task and the hint are in
 exercises/tasks/parallel_block.py.
 
 Answers

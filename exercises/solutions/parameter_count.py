@@ -1,5 +1,5 @@
 """
-Exercise 6, solved: the parameters a removal saves. The task and the hint are in
+Exercise 7, solved: the parameters a removal saves. The task and the hint are in
 exercises/tasks/parameter_count.py.
 
 Answers
@@ -12,11 +12,11 @@ b. sas saves 20,643,136 of pre_ln's 166,154,496 parameters, 12.4%, leaving 145,5
    positions are in both counts and cancel in the saving). The positions are not the gap:
    the paper's 13% is 1 - 146/167 of its rounded counts (12.6%), rounded again.
 c. Per layer: W_Q and W_K (2 d^2), W_V and W_P (2 d^2), the MLP's two d x 4d
-   matrices (8 d^2). Removing W_V, W_P saves 1/6 of the block's weights and
-   matmuls. sas_p saves little more, but its two branches read the same input
-   and no longer wait on each other, so their matmuls can run together (fused
-   in one kernel, as in PaLM's parallel block), and one norm per block is gone
-   (§4.3, Fig. 5).
+   matrices (8 d^2). Removing W_V, W_P saves 2 d^2, 1/6 of the block's weights and
+   matmuls. sas_p saves only d + 1 more per layer (a norm's scale and alpha_FF), but
+   its two branches read the same input and no longer wait on each other, so their
+   matmuls can run together (fused in one kernel, as in PaLM's parallel block), and
+   one norm per block is gone (§4.3, Fig. 5).
 """
 
 

@@ -1,11 +1,11 @@
 """
-Exercise 12, solved: the quiz. The questions are in exercises/tasks/quiz.py.
+Exercise 14, solved: the quiz. The questions are in exercises/tasks/quiz.py.
 
 Answers
 -------
  1. d) I. W_Q = 0 makes the logits 0, so A = C, and alpha = beta = gamma = 1 leave I + C - C.
  2. a) W_Q, the first half of the fused c_qk (its bias starts at 0 with every bias). W_K stays
-    N(0, 0.02): queries learn from the first step (exercise 4).
+    N(0, 0.02): queries learn from the first step (exercise 3).
  3. c) H + 0.1 MLP(H): no skip, the shaped attention branch is the identity and beta_FF = 0.1.
  4. d) Matrices and embeddings. Gains, norm scales and biases have fewer than two dimensions
     and are not decayed: decaying a gain would pull it towards 0, not towards "small weights".

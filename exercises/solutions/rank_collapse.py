@@ -31,7 +31,9 @@ d. C = 11^T / T is a projection: C^2 = C. One layer collapses every token onto t
 e. (I + C) / 2 is lower triangular too, with diagonal (1 + 1/(i+1)) / 2: 1, 3/4, 2/3, ..., so it
    still collapses onto position 0, but slower: 3/4 per layer, 0.75^18 = 0.006 after 18 layers.
    In pre_ln the attention branch is much smaller than that, next to a stream that grows with
-   depth (exercise 2, question c), so it mixes far less per layer and the collapse stays partial.
+   depth (exercise 4, question c), so it mixes far less per layer: the tokens grow more alike, but
+   the skip stops the collapse (the tutorial's section 2 measures them still apart, along several
+   directions, after 18 blocks).
    Shaped attention at initialisation is I, and I^n = I: no collapse at any depth.
 """
 

@@ -1,5 +1,5 @@
 """
-Exercise 3, solved: shaped attention from its formula. The task and the hint are in
+Exercise 2, solved: shaped attention from its formula. The task and the hint are in
 exercises/tasks/shaped_attention.py.
 
 Answers

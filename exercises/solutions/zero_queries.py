@@ -1,5 +1,5 @@
 """
-Exercise 4, solved: zero queries. The task and the hint are in exercises/tasks/zero_queries.py.
+Exercise 3, solved: zero queries. The task and the hint are in exercises/tasks/zero_queries.py.
 
 What `python -m exercises.solutions.zero_queries` prints:
 
@@ -16,9 +16,9 @@ a. Softmax does not change when a constant is added to a whole row, so A = C whe
    logits are constant along each row (over the positions the row may see). All zero is enough,
    not necessary: q_i . k_j only has to be the same for every j, which W_Q = 0 (q_i = 0) and
    W_K = 0 (k_j = b_K for every j) both give.
-b. With W_Q = 0 but b_Q random, every position has the same query q_i = b_Q, and the logits
-   b_Q . k_j / sqrt(hs) still vary with j: A is not C, and the matrix is 0.1 away from I here.
-   Zero weights and zero bias make the query zero.
+b. Yes. With W_Q = 0 but b_Q random, every position has the same query q_i = b_Q, and the
+   logits b_Q . k_j / sqrt(hs) still vary with j: A is not C, and the matrix is 0.1 away from I
+   here. Zero weights and a zero bias make the query zero.
 c. dL/dk_j = sum_i G_ij q_i / sqrt(hs) = 0 when q = 0: W_K gets no gradient at the first
    step, W_Q does (dL/dq_i = sum_j G_ij k_j / sqrt(hs), and the keys are random). After one
    update the queries are not zero, and W_K learns from then on. With W_Q = W_K = 0, q = k = 0

@@ -1,5 +1,5 @@
 """
-Exercise 2 · ladder step 1, pre_ln -> no_attn_skip · what the attention skip does: predict, then measure
+Exercise 4 · ladder step 1, pre_ln -> no_attn_skip · what the attention skip does: predict, then measure
 
 Task
 ----
@@ -44,13 +44,12 @@ Questions
 a. no_attn_skip_unshaped: what does one layer's attention do to the tokens at
    initialisation (W_Q is small, so what is A close to)? And eighteen layers?
    (Exercise 1.)
-b. no_attn_skip: what does shaped attention do at initialisation? (Exercise 3
-   shows why; read ShapedAttention's docstring in blocks/parts.py.)
-   And the MLP branch, with beta_FF = 0.1?
-c. pre_ln has plain softmax attention too: why does the skip stop the collapse?
-   Why is it not "apart" either? (Compare the size of the N(0, 0.02) embeddings
-   with what the attention and MLP branches add; what do all tokens share in
-   what a ReLU MLP adds?)
+b. no_attn_skip: what does shaped attention do at initialisation (exercises 2
+   and 3)? And the MLP branch, with beta_FF = 0.1?
+c. pre_ln has plain softmax attention too: what does its skip do to the
+   collapse? Where between "apart" and "collapsed" does it end, and why?
+   (Compare the size of the N(0, 0.02) embeddings with what the attention and
+   MLP branches add; what do all tokens share in what a ReLU MLP adds?)
 d. Now look at training: python -m pytest tests/test_model.py -k unshaped, and
    read that test. What does it show about depth?
 """
@@ -66,20 +65,20 @@ SHAPE = dict(vocab_size=256, block_size=64, n_layer=18, n_head=2, n_embd=128)
 
 def predict():
     """Your prediction, written before measuring: {block: "apart" | "partial" | "collapsed"}."""
-    raise NotImplementedError("exercise 2: write down your prediction first")
+    raise NotImplementedError("exercise 4: write down your prediction first")
 
 
 def mean_token_similarity(x):
     """x: (B, T, C), T >= 2. The mean over the batch of the mean cosine similarity between the
     tokens at two different positions i != j of one sequence. Returns a float."""
-    raise NotImplementedError("exercise 2: measure how alike the tokens are")
+    raise NotImplementedError("exercise 4: measure how alike the tokens are")
 
 
 @torch.no_grad()
 def similarity_by_depth(model, idx):
     """Run model on idx (B, T) and return n_layer + 1 floats: mean_token_similarity of the
     residual stream entering block 0, then after each block. Leaves no hook on the model."""
-    raise NotImplementedError("exercise 2: record the residual stream with forward hooks")
+    raise NotImplementedError("exercise 4: record the residual stream with forward hooks")
 
 
 def build(block, seed=0):

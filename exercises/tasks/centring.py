@@ -1,5 +1,5 @@
 """
-Exercise 13 · ladder step 1, pre_ln -> no_attn_skip · the centring term: Eq. 4 against Eq. 5 at initialisation
+Exercise 6 · ladder step 1, pre_ln -> no_attn_skip · the centring term: Eq. 4 against Eq. 5 at initialisation
 
 Task
 ----
@@ -8,7 +8,7 @@ Eq. 4; blocks/v_skipinit.py) takes the place of the attention skip with the matr
 
     alpha I + beta A                 (per head; alpha and beta trainable)
 
-Shaped attention (Eq. 5; blocks/no_attn_skip.py; exercise 3) subtracts a
+Shaped attention (Eq. 5; blocks/no_attn_skip.py; exercise 2) subtracts a
 centring term:
 
     alpha I + beta A - gamma C
@@ -34,10 +34,14 @@ training in v1 Fig. 12 / v2 Fig. 13.)
    taken before that step's update: a list of `steps` dicts.
 4. Derive on paper, before you run anything: in first_learning_step(), for each
    block the first training step (1, 2, 3, ...) at which W_Q, and the first at
-   which W_K, has a gradient that is not zero. Then run
-       python -m exercises.tasks.centring
-   for the matrices at T = 4 and your gradients, step by step, and check:
-       python -m pytest exercises -k centring
+   which W_K, has a gradient that is not zero.
+5. Check:  python -m pytest exercises -k centring
+   The check grades your three functions. Your derivation is not graded: any
+   step passes, and the end of the check's output shows it next to the
+   measurement. Where it was off, leave it as you wrote it: find out why
+   (questions b and c) and add what you learned as a comment beside it.
+   python -m exercises.tasks.centring  prints the matrices at T = 4 and your
+   gradients, step by step.
 
 Hint
 ----
@@ -46,7 +50,7 @@ may see: blocks.parts.uniform_causal_matrix(T) is C (in float32: .double() it).
 In the models, every ShapedAttention (isinstance, over model.modules()) holds the
 fused projection c_qk, whose weight (2d, d) has W_Q in rows 0..d-1 and W_K in
 rows d..2d-1, and the gains alpha, beta and gamma (None in v_skipinit). For the
-derivation, exercise 4's hint: with G = dL/dlogits, dL/dq_i = sum_j G_ij k_j /
+derivation, exercise 3's hint: with G = dL/dlogits, dL/dq_i = sum_j G_ij k_j /
 sqrt(hs) and dL/dk_j = sum_i G_ij q_i / sqrt(hs); and the output is M v with
 M = alpha I + beta A (- gamma C), so dL/dA = beta (dL/d output) v^T. What is G
 when beta = 0? What do W_Q and W_K get when q = 0?
@@ -57,15 +61,14 @@ a. At zero logits with alpha = beta = gamma = 1, what is each matrix? What does
    Eq. 4's do to the tokens, layer after layer (exercise 1, question e)? So why
    does Value-SkipInit start at beta = 0?
 b. Value-SkipInit at its start: which of W_Q, W_K, alpha, beta get a gradient at
-   the first step? Why is beta's own gradient not zero?
-c. Shaped attention at its start: the softmax part is there at full weight,
-   beta = 1, and cancelled by gamma C. Which of W_Q and W_K learns at the first
-   step, and why not the other?
-d. Compare W_Q's first gradient in v_skipinit with W_Q's at step 1 in
-   no_attn_skip: about how many times smaller is it, and what sets the ratio?
-   (What is beta after one AdamW step?)
+   the first step? Does beta's own gradient vanish with the others? Why?
+c. Shaped attention at its start: beta = 1, and gamma C cancels the value of the
+   softmax part. Which of W_Q and W_K get a gradient at the first step, and why?
+d. Compare W_Q's first gradient that is not zero in v_skipinit with W_Q's at the
+   same step in no_attn_skip: about how many times smaller is it, and what sets
+   the ratio? (How large is beta by then?)
 e. The key bias b_K (the second half of c_qk.bias): print its gradient in either
-   block, at any step. Why is it so small? (Exercise 4's hint on softmax.)
+   block, at any step. Why is it so small? (Exercise 3's hint on softmax.)
 f. So what does the centring term buy? Compare the two blocks' attention matrices
    at their starts, and how each can start to learn.
 """
@@ -82,24 +85,24 @@ CONFIG = dict(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32)
 def matrix_at_zero_logits(T, alpha, beta, gamma=None):
     """alpha I + beta A - gamma C (Eq. 5), or alpha I + beta A (Eq. 4) if gamma is None, where the logits are
     zero: (T, T), float64."""
-    raise NotImplementedError("exercise 13: the two matrices at zero logits")
+    raise NotImplementedError("exercise 6: the two matrices at zero logits")
 
 
 def first_gradients(model, idx):
     """{"W_Q", "W_K", "beta": the norm of that gradient over all layers} after one backward pass of the
     next-token loss on idx, as floats."""
-    raise NotImplementedError("exercise 13: backpropagate once and measure the attention's gradients")
+    raise NotImplementedError("exercise 6: backpropagate once and measure the attention's gradients")
 
 
 def gradients_by_step(block, steps=3):
     """[first_gradients before each update] for `steps` AdamW steps of build(block) on tokens()."""
-    raise NotImplementedError("exercise 13: train a few steps and record the gradients")
+    raise NotImplementedError("exercise 6: train a few steps and record the gradients")
 
 
 def first_learning_step():
     """{block: {"W_Q": the first step with a non-zero gradient, "W_K": the same}} for every block in BLOCKS,
     derived on paper."""
-    raise NotImplementedError("exercise 13: derive when W_Q and W_K first get a gradient")
+    raise NotImplementedError("exercise 6: derive when W_Q and W_K first get a gradient")
 
 
 def build(block, seed=0):

@@ -1,5 +1,5 @@
 """
-Exercise 14 · the whole ladder · depth: which blocks put 72 layers to use?
+Exercise 13 · the whole ladder · depth: which blocks put 72 layers to use?
 
 Task
 ----
@@ -15,7 +15,7 @@ code runs it), sas and sas_p, each at 18 and at 72 layers, with two seeds
 (width 64, 1,000 steps; config/depth.py has the rest). Mind the shape: 72
 blocks of width 64 are 12 times deeper for their width than the paper's 72 of
 width 768; question e reads the same experiment at the paper's ratio. It wrote
-results/depth/compare.json, in compare.py's format (exercise 11): its "results"
+results/depth/compare.json, in compare.py's format (exercise 12): its "results"
 hold one entry per block and depth,
 
     {"block": "sas_p", "group": "sas_p n_layer=72", "swept": {"n_layer": 72},
@@ -90,19 +90,19 @@ def load(path=DEFAULT):
 
 def predict():
     """Your prediction, written before reading the results: {block: "gains" | "about the same" | "loses"}."""
-    raise NotImplementedError("exercise 14: write down your prediction first")
+    raise NotImplementedError("exercise 13: write down your prediction first")
 
 
 def change_with_depth(report):
     """{block: {"by_seed": [deep / shallow - 1 for each seed], "mean": their mean}} for every block trained at
     both depths, the smallest and the largest n_layer in the report."""
-    raise NotImplementedError("exercise 14: the change of each block's final loss from the shallow to the deep model")
+    raise NotImplementedError("exercise 13: the change of each block's final loss from the shallow to the deep model")
 
 
 def beyond_the_seeds(report):
     """{block: True if every seed of one depth ended below every seed of the other} for every block trained at
     both depths."""
-    raise NotImplementedError("exercise 14: is the change larger than the spread of the seeds?")
+    raise NotImplementedError("exercise 13: is the change larger than the spread of the seeds?")
 
 
 def table(report, predicted):

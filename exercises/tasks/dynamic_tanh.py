@@ -1,5 +1,5 @@
 """
-Exercise 10 · ladder step 4, sas_p -> sas_p_nonorm · Dynamic Tanh instead of no norm (open-ended)
+Exercise 11 · ladder step 4, sas_p -> sas_p_nonorm · Dynamic Tanh instead of no norm (open-ended)
 
 Task
 ----
@@ -50,7 +50,7 @@ b. tokens/s: is DyT as cheap as no norm, or as costly as RMSNorm?
 c. For small x, tanh(alpha x) is about alpha x. sas_p has no skip connection:
    what does a DyT with alpha = 0.5 do to the size of the residual stream at
    initialisation, block after block? (Measure it with forward hooks, as in
-   exercise 2.) What would alpha_init = 1 do?
+   exercise 4.) What would alpha_init = 1 do?
 d. What alpha did each layer learn? In Python, from the repository root:
        import torch
        model = torch.load("out/dyt/sas_p_dyt/ckpt.pt")["model"]
@@ -74,10 +74,10 @@ class DyT(nn.Module):
 
     def __init__(self, dim, alpha_init=0.5):
         super().__init__()
-        raise NotImplementedError("exercise 10: create alpha, weight and bias with their starting values")
+        raise NotImplementedError("exercise 11: create alpha, weight and bias with their starting values")
 
     def forward(self, x):
-        raise NotImplementedError("exercise 10: write DyT(x)")
+        raise NotImplementedError("exercise 11: write DyT(x)")
 
 
 class Block(nn.Module):
@@ -85,10 +85,10 @@ class Block(nn.Module):
 
     def __init__(self, config, layer_idx):
         super().__init__()
-        raise NotImplementedError("exercise 10: sas_p's block with DyT instead of RMSNorm")
+        raise NotImplementedError("exercise 11: sas_p's block with DyT instead of RMSNorm")
 
     def forward(self, x):
-        raise NotImplementedError("exercise 10: sas_p's equation")
+        raise NotImplementedError("exercise 11: sas_p's equation")
 
 
 if __name__ == "__main__":

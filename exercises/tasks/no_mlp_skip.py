@@ -1,17 +1,18 @@
 """
-Exercise 8 · ladder step 3, sas -> sas_p · the sequential block without its MLP skip: a negative result
+Exercise 9 · ladder step 3, sas -> sas_p · the sequential block without its MLP skip
 
 Task
 ----
-sas_p removes the MLP skip by going parallel. Why not simply delete it from sas,
-keeping the block sequential?
+sas_p removes the MLP skip by going parallel. Could the skip simply be deleted
+from sas, keeping the block sequential?
 
     X^  = beta_SA * ShA(N1(X))
     out = beta_FF * MLP(N2(X^))          (sas: alpha_FF * X^ + beta_FF * MLP(N2(X^)))
 
-The paper tried (§4.3): it trained much slower, even at a 10x smaller learning
-rate, and linearising the ReLU did not save it. Build the block, see what it does
-at initialisation, then train it next to sas and sas_p.
+The paper tried it (§4.3). Predict before you build anything: will it train as
+fast per step as sas and sas_p? Write your guess and a one-line reason in a
+comment above Block. Then build the block, see what it does at initialisation,
+and train it next to sas and sas_p.
 
 1. Block: sas's block with the MLP skip removed, sas's attribute names kept
    (ln_1, attn, ln_2, mlp, beta_sa, beta_ff).
@@ -40,8 +41,8 @@ a. Write out the block's output at initialisation (shaped attention is the
    large is the output next to the input?
 b. Which block learns fastest per step, which slowest? By how much after 300
    steps?
-c. The paper lowered the learning rate. Try --learning_rate=3e-4 for the block
-   without the skip: does it help here?
+c. Try a lower learning rate, --learning_rate=3e-4, for the block without the
+   skip: does it help here? (The paper tried 10x lower; §4.3 says what it saw.)
 d. Why does the parallel block not need the skip? Compare what carries the
    signal through sas_p at initialisation with what carries it here.
 """
@@ -60,10 +61,10 @@ class Block(nn.Module):
 
     def __init__(self, config, layer_idx):
         super().__init__()
-        raise NotImplementedError("exercise 8: sas's parts, without alpha_FF")
+        raise NotImplementedError("exercise 9: sas's parts, without alpha_FF")
 
     def forward(self, x):
-        raise NotImplementedError("exercise 8: sas's equation without the MLP skip")
+        raise NotImplementedError("exercise 9: sas's equation without the MLP skip")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """
-Exercise 7 · ladder step 3, sas -> sas_p · the parallel block
+Exercise 8 · ladder step 3, sas -> sas_p · the parallel block
 
 Task
 ----
@@ -12,7 +12,8 @@ side on the same normalised input (§4.3):
 
 Write Block, sas_p's block, from this equation: the constructor and forward.
 Start from a copy of blocks/sas.py and remove what the parallel block no
-longer needs. Do not open blocks/sas_p.py: it is the answer.
+longer needs. Do not open blocks/sas_p.py: it is the answer, and
+blocks/sas_p_nonorm.py nearly so. The check fails if your file uses either.
 
 Check:  python -m pytest exercises -k parallel_block
 
@@ -41,7 +42,7 @@ class Block(nn.Module):
 
     def __init__(self, config, layer_idx):
         super().__init__()
-        raise NotImplementedError("exercise 7: build the parallel block's parts and gains")
+        raise NotImplementedError("exercise 8: build the parallel block's parts and gains")
 
     def forward(self, x):
-        raise NotImplementedError("exercise 7: write the parallel block's equation")
+        raise NotImplementedError("exercise 8: write the parallel block's equation")

@@ -1,5 +1,5 @@
 """
-Exercise 12 · the whole ladder · a quiz
+Exercise 14 · the whole ladder · a quiz
 
 Task
 ----
@@ -38,11 +38,11 @@ models and measure), so if one surprises you, read the check and the code.
 Hint
 ----
 Questions 1-3 and 5-6: blocks/*.py and GPT.init_weights; 4: configure_optimizers
-in model.py; 7: exercise 6; 8: exercise 1; 9: softmax of a row of zeros;
+in model.py; 7: exercise 7; 8: exercise 1; 9: softmax of a row of zeros;
 10: learning_rate_at in train.py.
 """
 
 
 def answers():
     """{question number: "a", "b", "c" or "d"} for questions 1 to 10."""
-    raise NotImplementedError("exercise 12: answer the quiz")
+    raise NotImplementedError("exercise 14: answer the quiz")

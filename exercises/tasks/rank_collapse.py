@@ -14,7 +14,8 @@ C^n. What does C^n become? Derive it on paper first, then show it numerically.
 
     1. power(T, n): C^n, a (T, T) float64 matrix (C^0 is the identity).
     2. limit(T): the matrix C^n tends to as n grows. Derive it: build it by hand,
-       without taking powers.
+       without taking powers (the check fails if torch multiplies T x T
+       matrices as limit runs).
     3. distance(T, n): how far C^n still is from the limit, the largest entry of
        |C^n - limit(T)|.
     4. layers_to_collapse(T, tol=1e-3): the smallest n with distance(T, n) < tol.
@@ -45,7 +46,7 @@ d. An encoder has no causal mask: its C is 11^T / T. What is C^2? After how many
 e. pre_ln keeps the skip: X + A X, about (I + C) X, and the norms rescale it, so
    think of (I + C) / 2. What are its eigenvalues, and so its rate of collapse?
    And shaped attention's alpha I + beta A - gamma C at initialisation?
-   Compare with what exercise 2 measures.
+   Compare with what exercise 4 measures.
 """
 
 import torch

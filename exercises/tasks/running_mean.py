@@ -17,7 +17,8 @@ it writes its own backward.
     3. RunningMean, a torch.autograd.Function whose forward is running_mean and whose
        backward is running_mean_transposed.
 
-Build no T x T matrix. Check:  python -m pytest exercises -k running_mean
+Build no T x T matrix: the check looks at every tensor your functions make.
+Check:  python -m pytest exercises -k running_mean
 
 Hint
 ----

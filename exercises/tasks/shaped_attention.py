@@ -1,10 +1,10 @@
 """
-Exercise 3 · ladder step 1, pre_ln -> no_attn_skip · shaped attention from its formula
+Exercise 2 · ladder step 1, pre_ln -> no_attn_skip · shaped attention from its formula
 
 Task
 ----
 no_attn_skip deletes the attention skip, X + Attn(N1(X)). Without it, attention
-averages the tokens into one (exercises 1 and 2). What keeps the signal flowing
+averages the tokens into one (exercise 1). What keeps the signal flowing
 instead is shaped attention (§4.1, Eq. 5): per head h,
 
     ShA_h(X) = (alpha_h I + beta_h A_h - gamma_h C) v_h,
@@ -46,7 +46,7 @@ import torch
 
 def uniform_causal(T, device=None):
     """C, shape (T, T), on device: C[i, j] = 1/(i+1) for j <= i, else 0."""
-    raise NotImplementedError("exercise 3: build the uniform causal matrix C")
+    raise NotImplementedError("exercise 2: build the uniform causal matrix C")
 
 
 def shaped_attention(q, k, v, alpha, beta, gamma):
@@ -54,4 +54,4 @@ def shaped_attention(q, k, v, alpha, beta, gamma):
 
     q, k, v: (B, nh, T, hs); alpha, beta, gamma: (nh,). Returns (B, nh, T, hs).
     """
-    raise NotImplementedError("exercise 3: write shaped attention from Eq. 5")
+    raise NotImplementedError("exercise 2: write shaped attention from Eq. 5")

@@ -1,5 +1,5 @@
 """
-Exercise 9 · ladder step 3, sas -> sas_p · a sweep: beta_FF's starting value, then the warmup
+Exercise 10 · ladder step 3, sas -> sas_p · a sweep: beta_FF's starting value, then the warmup
 
 Task
 ----
@@ -28,10 +28,10 @@ model once per value of one setting, everything else fixed, and compare.
 
 Hint
 ----
-train.settings(argv) takes a list of "--name=value" strings and returns
+settings.run_settings(argv) takes a list of "--name=value" strings and returns
 (cfg, ckpt); train.train(cfg, ckpt) returns a dict with "val_loss". Add
 "--overwrite" to the flags, so that running the sweep again replaces the old
-runs. checkpoint.read_log(path) reads a log.jsonl into a list of dicts: the rows
+runs. run_folder.read_log(path) reads a log.jsonl into a list of dicts: the rows
 with a "val_loss" key are the evaluations.
 
 Questions
@@ -44,7 +44,7 @@ b. At mlp_gain = 1 the block starts as out = H + MLP(H): is that still "close to
    one (0.01) do? Look at the curves, not only the last number.
 c. The paper scales beta_FF like 1/sqrt(depth). Why would a deeper model want a
    smaller gain? (Think of the sum of n_layer branches at initialisation.)
-d. The warmup (tutorial.md, section 4, has the story): with --n_layer=12, sweep
+d. The warmup (tutorial.md, section 5, has the story): with --n_layer=12, sweep
    --warmup_frac over 0.05 and 0.25. What happens to sas_p with the short warmup?
    Why does a short run (300 steps) make "5% warmup" different from the paper's?
 """
@@ -53,7 +53,8 @@ import sys
 from pathlib import Path
 
 import train
-from checkpoint import read_log
+from run_folder import read_log
+from settings import run_settings
 
 FLAGS = ["--block=sas_p", "--n_layer=6", "--n_embd=128", "--n_head=4", "--block_size=64", "--batch_size=8",
          "--max_steps=300", "--eval_interval=50", "--eval_windows=100"]
@@ -62,12 +63,12 @@ VALUES = [0.01, 0.1, 0.3, 1.0]
 
 def sweep(setting, values, flags, out_dir):
     """Train once per value of setting; [{"value", "val_loss", "curve": [(step, val_loss), ...]}, ...]."""
-    raise NotImplementedError("exercise 9: train once per value and collect the results")
+    raise NotImplementedError("exercise 10: train once per value and collect the results")
 
 
 def best(rows):
     """The value whose run has the lowest val_loss."""
-    raise NotImplementedError("exercise 9: pick the best value")
+    raise NotImplementedError("exercise 10: pick the best value")
 
 
 def table(rows, setting):

@@ -1,5 +1,5 @@
 """
-Exercise 4 · ladder step 1, pre_ln -> no_attn_skip · zero queries: why the identity, and can it learn?
+Exercise 3 · ladder step 1, pre_ln -> no_attn_skip · zero queries: why the identity, and can it learn?
 
 Task
 ----
@@ -17,20 +17,26 @@ Five starting points for the fused query/key projection of one ShapedAttention
     "W_Q = W_K = 0"           both zero, both biases zero
     "W_Q, W_K ~ N(0, 0.02)"   pre_ln's: small, but not zero
 
-1. Derive, then predict: in predict(), for each start, whether the shaped attention
-   matrix is the identity, and whether W_Q and W_K get a non-zero gradient at the
-   first step. Add a comment with your reason for each.
+1. Derive, then predict, before you run anything: in predict(), for each start,
+   whether the shaped attention matrix is the identity, and whether W_Q and W_K
+   get a non-zero gradient at the first step. Add a comment with your reason for
+   each.
 2. attention_matrix(attn, x): the module's shaped attention matrix for input x.
 3. first_gradients(attn, x): the size (norm) of the gradient of loss_of(attn, x)
    with respect to W_Q and to W_K.
-4. Run  python -m exercises.tasks.zero_queries  to see your prediction next to the
-   measurement, then check:  python -m pytest exercises -k zero_queries
+4. Check:  python -m pytest exercises -k zero_queries
+   The check grades your two functions. Your prediction is not graded: any True
+   or False passes, and the end of the check's output shows it next to the
+   measurement. Where it was off, leave it as you wrote it: find out why
+   (questions below) and add what you learned as a comment beside it.
+   python -m exercises.tasks.zero_queries  prints your prediction next to your
+   own measurement, with the matrix's distance from I.
 
 Hint
 ----
 attn.heads(x) gives q, k, v of shape (B, nh, T, hs), and
 blocks.parts.shaped_attention_matrix(q, k, alpha, beta, gamma) builds the matrix
-(exercise 3 wrote it). The fused projection attn.c_qk has weight (2d, d): rows
+(exercise 2 wrote it). The fused projection attn.c_qk has weight (2d, d): rows
 0..d-1 are W_Q, rows d..2d-1 are W_K; after loss.backward() the gradient is in
 attn.c_qk.weight.grad. softmax(z + c) = softmax(z) for any constant c added to a
 whole row. For the gradients: write the logits' gradient G = dL/dlogits; then
@@ -40,12 +46,13 @@ softmax's gradient sums to zero along each row: sum_j G_ij = 0. Why?
 Questions
 ---------
 a. Which logits give A = C? Is "all zero" necessary?
-b. Why must b_Q start at zero with W_Q? How far from the identity is the matrix
-   with b_Q random (the measurement prints it)?
-c. With the paper's start, W_K gets no gradient at the first step. Is it frozen
-   for good? And with W_Q = W_K = 0?
-d. Zeroing W_K instead of W_Q also gives the identity. Which weights learn first
-   then? Is there a reason to prefer one? (The paper does not say.)
+b. Does b_Q have to start at zero with W_Q? How far from the identity is the
+   matrix with b_Q random?
+c. With the paper's start, which of W_Q and W_K gets a gradient at the first
+   step, and why? Is a weight without one frozen for good? And with W_Q = W_K = 0?
+d. Zeroing W_K instead of W_Q, with b_K random: is the matrix the identity?
+   Which weights learn first then? Is there a reason to prefer one start over
+   the other? (The paper does not say.)
 e. pre_ln's small random start: is the matrix close to the identity? Is close
    enough? (Think of 18 layers.)
 """
@@ -63,17 +70,17 @@ LEARNS_TOL = 1e-6  # a weight learns if its gradient's norm is above this
 
 def predict():
     """{init: {"identity": bool, "W_Q learns": bool, "W_K learns": bool}} for every init in INITS."""
-    raise NotImplementedError("exercise 4: derive, then predict")
+    raise NotImplementedError("exercise 3: derive, then predict")
 
 
 def attention_matrix(attn, x):
     """alpha I + beta A - gamma C of the ShapedAttention attn for input x (B, T, d): (B, nh, T, T)."""
-    raise NotImplementedError("exercise 4: build the module's shaped attention matrix")
+    raise NotImplementedError("exercise 3: build the module's shaped attention matrix")
 
 
 def first_gradients(attn, x):
     """{"W_Q": norm of dL/dW_Q, "W_K": norm of dL/dW_K} for L = loss_of(attn, x), as floats."""
-    raise NotImplementedError("exercise 4: backpropagate once and measure the gradients")
+    raise NotImplementedError("exercise 3: backpropagate once and measure the gradients")
 
 
 def build(init):
