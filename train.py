@@ -35,7 +35,7 @@ from settings import notes_on_resuming, run_settings
 
 
 def learning_rate_at(step, cfg):
-    """Linear warmup (not zero at step 0), then linear decay towards 0 (App. D.1: linear beat cosine)."""
+    """Linear warmup (not zero at step 0), then linear decay towards 0 (v1 Fig. 11 / v2 Fig. 12: linear beat cosine)."""
     warmup = max(1, round(cfg.warmup_frac * cfg.max_steps))
     if step < warmup:
         return cfg.learning_rate * (step + 1) / (warmup + 1)

@@ -1,5 +1,5 @@
 """
-sas_vp: the rung between no_attn_skip and sas (§4.2, Eq. 6, Fig. 4), a side branch of the ladder.
+sas_vp: the rung between no_attn_skip and sas (Eq. 6, §4.1; Fig. 4, §4.2), a side branch of the ladder.
 
     X^  = beta_SA * ShA(N1(X))
     out = alpha_FF * X^ + beta_FF * MLP(N2(X^))

@@ -24,7 +24,7 @@ dtype = "float32"  # float32 computes alike on every CPU
 
 batch_size = 16
 max_steps = 800
-learning_rate = 1e-3  # the paper's, for every block
+learning_rate = 1e-3  # the paper's, for SAS and SAS-P
 warmup_frac = 0.2  # a fifth, as the other CPU presets (config/ladder.py says why)
 
 eval_interval = 100

@@ -1,4 +1,4 @@
-# The paper's Fig. 3 (§4.2, Eq. 6), at a CPU's scale:
+# The paper's Fig. 3 (§4.1, Eq. 6), at a CPU's scale:
 #   python compare.py config/fig3.py --out_dir=results/fig3/{block} --report=results/fig3
 #   python compare.py config/fig3.py --blocks=pre_ln,no_attn_skip,sas --sweep= --out_dir=results/fig3_references/{block} --report=results/fig3_references
 #   python plot_sweep.py --sweep=results/fig3 --references=results/fig3_references --out=assets/fig3.png
@@ -31,7 +31,7 @@ dtype = "float32"  # float32 computes alike on every CPU
 
 batch_size = 16
 max_steps = 800
-learning_rate = 1e-3  # the paper's, for every block
+learning_rate = 1e-3  # the paper's peak for Pre-LN, SAS and SAS-P; here for every block
 warmup_frac = 0.2  # a fifth, as the other CPU presets (config/ladder.py says why)
 
 eval_interval = 100

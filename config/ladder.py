@@ -1,7 +1,8 @@
 # The ladder experiment on a CPU: every block, deep and narrow so that what depth does to each block
 # shows, and small enough to train a block in about a quarter of an hour on 2 cores:
 #   python compare.py config/ladder.py
-# Everything else is the paper's recipe (config/paper.py), at a smaller scale.
+# Everything else is the paper's recipe (config/paper.py), at a smaller scale, except two things: every block
+# gets the peak learning rate the paper used for Pre-LN, SAS and SAS-P, and a fifth of the run is warmup.
 
 blocks = "pre_ln,no_attn_skip,v_skipinit,sas_vp,sas,sas_p,sas_p_nonorm,parallel,no_attn_skip_unshaped"
 
@@ -13,7 +14,7 @@ mlp_gain = 0.1  # beta_FF, as at depth 18
 
 batch_size = 16
 max_steps = 2000
-learning_rate = 1e-3  # the paper's, for every block
+learning_rate = 1e-3  # the paper's peak for Pre-LN, SAS and SAS-P; here for every block
 # The paper warms up for 2,000 steps (5% of 40K). Our runs are short, so we warm up for a fifth of the
 # run, 400 steps (exercise 10 asks what a 5% warmup does here).
 warmup_frac = 0.2

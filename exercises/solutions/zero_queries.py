@@ -29,7 +29,8 @@ d. With W_K = 0 every key is b_K, the logits q_i . b_K / sqrt(hs) are constant a
    gradient sums to zero along each row (G_ij = A_ij (dL/dA_ij - sum_l A_il dL/dA_il), and the
    rows of A sum to 1; equivalently, moving a whole row of logits changes nothing): W_K
    learns first, then W_Q. The mirror image of the paper's start; either gives the identity and
-   one side that learns. The paper and the official code zero the queries and give no reason.
+   one side that learns. The paper and the official code zero the queries and give no reason
+   for zeroing W_Q rather than W_K.
 e. No: 0.01 away from I. Each layer then mixes a little (A - C, about 0.01 here, more with
    larger logits), and 18 layers compound it. Zero queries make the start exactly the identity
    at any depth, and cost nothing: W_Q still learns from the first step.
