@@ -171,7 +171,7 @@ class ShapedAttention(CausalSelfAttention):
 class KVCache:
     """What a layer keeps of the positions seen so far while GPT.generate decodes one token at a time: their keys
     and values (B, nh, length, hs), and for shaped attention the sum of their values (B, nh, 1, hs), all that C v
-    needs of them. With identity values (sas and after) the values are the layer's normalised input itself."""
+    needs of them. With identity values (sas and after) the values are the layer's (normalised) input itself."""
 
     def __init__(self):
         self.k = self.v = None

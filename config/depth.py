@@ -3,7 +3,7 @@
 # Pre-LN, the V-SkipInit baseline (no_attn_skip), SAS and SAS-P, each at both depths, two seeds each.
 # Narrow (width 64, two heads of 32) and short (T = 64) so that 72 blocks train on a CPU: the deeper model has
 # 72/64 = 1.1 blocks per unit of width, 12 times the paper's 72/768, and 1K tokens a step for 1,000 steps, with a
-# fifth of the run as warmup (the paper: 5%). config/depth_ratio.py runs the experiment at the paper's ratio. What
+# fifth of the run as warmup (the paper: 5%). config/depth_ratio.py runs the experiment near the paper's ratio. What
 # follows the paper: an MLP 2d wide, beta_FF 0.2 at 18 blocks and 0.1 at 72, and peak learning rate 1e-3, lowered
 # for V-SkipInit as the paper had to (3e-4 at 18 blocks, 1e-4 at 72; §5, App. D.1).
 

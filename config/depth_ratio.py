@@ -1,5 +1,5 @@
-# The paper's depth experiment (§5, Fig. 6: 18 against 72 blocks) at the paper's depth-to-width
-# ratio, on a CPU:
+# The paper's depth experiment (§5, Fig. 6: 18 against 72 blocks) near the paper's depth-to-width
+# ratio (twice it), on a CPU:
 #   python compare.py config/depth_ratio.py
 #   python compare.py config/depth_ratio.py --blocks=no_attn_skip --learning_rate=1e-3 --out_dir=results/depth_ratio_equal_lr/{block} --report=results/depth_ratio_equal_lr
 # The first command trains Pre-LN, the V-SkipInit baseline (no_attn_skip) at the paper's lowered learning rates, SAS

@@ -33,7 +33,7 @@ d. From the curves (assets/depth.png): at 1,000 steps and width 64 the models ar
    from step 400 on. The question signal propagation answers, whether a deep skipless block trains at all and
    how fast per step, does show; whether a deep model's extra capacity pays off needs longer runs.
    One seed pair and one size: bet only on changes beyond the seeds.
-e. At the paper's ratio (results/depth_ratio: 6 and 24 blocks of width 128, 300 steps) every block
+e. Near the paper's ratio (results/depth_ratio: 6 and 24 blocks of width 128, 300 steps) every block
    loses from depth, beyond the seeds: pre_ln +8.4%, no_attn_skip +11.6%, sas +13.5%, sas_p +11.7%.
    The curves show why: the deep skipless models sit at the unigram loss for most of the run under
    the paper's 5% warmup, and 300 steps measure how soon a block leaves it, not what depth buys a

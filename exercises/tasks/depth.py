@@ -14,7 +14,7 @@ trains pre_ln, no_attn_skip (the paper's V-SkipInit baseline, as the official
 code runs it), sas and sas_p, each at 18 and at 72 layers, with two seeds
 (width 64, 1,000 steps; config/depth.py has the rest). Mind the shape: 72
 blocks of width 64 are 12 times deeper for their width than the paper's 72 of
-width 768; question e reads the same experiment at the paper's ratio. It wrote
+width 768; question e reads the same experiment near the paper's ratio (twice it). It wrote
 results/depth/compare.json, in compare.py's format (exercise 12): its "results"
 hold one entry per block and depth,
 
@@ -66,9 +66,9 @@ d. The paper trained for about 40,000 steps at width 768; these runs train for
    1,000 steps at width 64. Which of its findings would you expect to show at
    this scale, and which not? Look at the curves as well as the last numbers
    (the plot, or "curves_by_seed").
-e. config/depth_ratio.py repeats the experiment at the paper's depth-to-width
+e. config/depth_ratio.py repeats the experiment near the paper's depth-to-width
    ratio: 6 and 24 blocks of width 128, with the paper's 5% warmup, for 300
-   steps of 16 sequences of 128 tokens. Read it with
+   steps of 8 sequences of 128 tokens. Read it with
        python -m exercises.tasks.depth results/depth_ratio/compare.json
    Which of your answers to a and b change? results/depth_ratio_equal_lr
    trains no_attn_skip at the others' learning rate: what does it say to c?

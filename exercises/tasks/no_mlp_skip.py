@@ -20,7 +20,7 @@ and train it next to sas and sas_p.
    It also trains your block for a few steps with train.py's train().
 3. Compare. Running this file registers your block as "sas_no_mlp_skip" in
    blocks.BLOCKS and starts train.py with it. Train the three with the same
-   settings, about 30 seconds each on a laptop CPU (in bash):
+   settings, about 15 seconds each on a 2-core CPU (in bash):
        F="--n_layer=6 --n_embd=128 --n_head=4 --block_size=64 --batch_size=8 --max_steps=300"
        F="$F --eval_interval=50 --eval_windows=100 --out_dir=out/no_mlp_skip/{block} --overwrite"
        python -m exercises.tasks.no_mlp_skip $F
