@@ -1,5 +1,5 @@
 # The ladder experiment on a CPU: every block, deep and narrow so that what depth does to each block
-# shows, and small enough to train a block in about a quarter of an hour on 2 cores:
+# shows, and small enough to train a block on 2 CPU cores (tutorial.md's contents table says how long):
 #   python compare.py config/ladder.py
 # Everything else is the paper's recipe (config/paper.py), at a smaller scale, except two things: every block
 # gets the peak learning rate the paper used for Pre-LN, SAS and SAS-P, and a fifth of the run is warmup.
