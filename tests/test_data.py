@@ -493,11 +493,12 @@ def test_patterns_as_people_write_them_and_an_out_in_the_home_folder(tmp_path, m
 def test_a_build_stopped_by_a_signal_says_so_in_a_line_and_leaves_nothing(tmp_path, monkeypatch, signum):
     corpus = write_corpus(tmp_path / "corpus")
     monkeypatch.setattr(prep, "make_ranks", lambda docs, settings: signal.raise_signal(signum))
+    before = signal.getsignal(signal.SIGTERM)  # whatever this process was started with
     result = run_cli(f"--source={corpus}", f"--out={tmp_path / 'ds'}", f"--vocab_size={VOCAB}",
                      f"--val_fraction={VAL_FRACTION}")
     assert_one_line_error(result, "nothing was built, and", "ds is as it was")
     assert result.returncode == 128 + signum and sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # given back
+    assert signal.getsignal(signal.SIGTERM) is before  # given back
 
 
 def test_existing_dataset_is_never_damaged(tmp_path):
